@@ -81,6 +81,17 @@ impl Bucket {
         out
     }
 
+    /// Decodes a prefix written by [`Bucket::storage_prefix`] (nothing may follow it).
+    pub fn from_storage_prefix(raw: &[u8]) -> Result<Self, AddressError> {
+        let (btype, rest) = take_name(raw)?;
+        let (name, rest) = take_name(rest)?;
+        if !rest.is_empty() {
+            return Err(AddressError::Malformed);
+        }
+        Bucket::new(Bytes::copy_from_slice(btype), Bytes::copy_from_slice(name))
+            .map_err(|_| AddressError::Malformed)
+    }
+
     /// The storage-key prefix shared by every bucket of a type.
     pub fn type_prefix(btype: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + btype.len());
@@ -218,7 +229,8 @@ mod tests {
                                    b in prop::collection::vec(any::<u8>(), 1..20),
                                    k in prop::collection::vec(any::<u8>(), 1..40)) {
             let bk = bkey(&t, &b, &k);
-            prop_assert_eq!(BKey::from_storage_key(&bk.storage_key()).unwrap(), bk);
+            prop_assert_eq!(BKey::from_storage_key(&bk.storage_key()).unwrap(), bk.clone());
+            prop_assert_eq!(Bucket::from_storage_prefix(&bk.bucket.storage_prefix()).unwrap(), bk.bucket);
         }
 
         #[test]
