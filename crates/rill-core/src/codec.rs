@@ -288,3 +288,175 @@ impl<'a> Reader<'a> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vclock::ClockEntry;
+    use proptest::prelude::*;
+
+    fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
+        prop::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+    }
+
+    fn arb_actor() -> impl Strategy<Value = Actor> {
+        any::<[u8; 8]>().prop_map(Actor)
+    }
+
+    fn arb_clock() -> impl Strategy<Value = VClock> {
+        prop::collection::btree_map(arb_actor(), (1u64.., any::<u64>()), 0..5).prop_map(|m| {
+            let entries = m
+                .into_iter()
+                .map(|(actor, (counter, timestamp))| ClockEntry {
+                    actor,
+                    counter,
+                    timestamp,
+                })
+                .collect();
+            VClock::from_entries(entries).unwrap()
+        })
+    }
+
+    fn arb_pairs() -> impl Strategy<Value = Vec<(Bytes, Bytes)>> {
+        prop::collection::vec((arb_bytes(8), arb_bytes(8)), 0..3)
+    }
+
+    fn arb_content() -> impl Strategy<Value = Content> {
+        let meta = (
+            arb_bytes(20),
+            prop::option::of(arb_bytes(8)),
+            prop::option::of(arb_bytes(8)),
+            arb_bytes(22),
+            any::<u64>(),
+            arb_pairs(),
+            prop::collection::vec((arb_bytes(6), arb_bytes(6), arb_bytes(6)), 0..3),
+            arb_pairs(),
+            any::<bool>(),
+        )
+            .prop_map(|(ct, cs, ce, vtag, lm, um, links, idx, deleted)| Metadata {
+                content_type: ct,
+                charset: cs,
+                content_encoding: ce,
+                vtag,
+                last_modified_us: lm,
+                usermeta: um,
+                links: links
+                    .into_iter()
+                    .map(|(bucket, key, tag)| Link { bucket, key, tag })
+                    .collect(),
+                indexes: idx,
+                deleted,
+            });
+        let dot = prop::option::of(
+            (arb_actor(), 1u64..).prop_map(|(actor, counter)| Dot { actor, counter }),
+        );
+        (meta, arb_bytes(300), dot).prop_map(|(meta, value, dot)| Content { meta, value, dot })
+    }
+
+    fn arb_object() -> impl Strategy<Value = RiakObject> {
+        (arb_clock(), prop::collection::vec(arb_content(), 0..4))
+            .prop_map(|(vclock, contents)| RiakObject { vclock, contents })
+    }
+
+    fn sample() -> RiakObject {
+        let mut vclock = VClock::new();
+        let dot = vclock.increment(Actor([7; 8]), 1_700_000_000);
+        let mut content = Content::new(Bytes::from_static(b"hello"), Metadata::default());
+        content.dot = Some(dot);
+        RiakObject::new(vclock, content)
+    }
+
+    #[test]
+    fn unknown_versions_and_empty_input_are_refused() {
+        assert_eq!(decode(&[]), Err(CodecError::Empty));
+        let mut raw = encode(&sample());
+        raw[0] = 2;
+        assert_eq!(decode(&raw), Err(CodecError::UnknownVersion(2)));
+        assert!(
+            CodecError::UnknownVersion(2)
+                .to_string()
+                .contains("version 2")
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let raw = encode(&sample());
+        assert_eq!(decode(&raw), Ok(sample()));
+        for len in 0..raw.len() {
+            assert!(
+                decode(&raw[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
+        }
+        let mut long = raw.clone();
+        long.push(0);
+        assert_eq!(decode(&long), Err(CodecError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn bad_tags_are_malformed() {
+        let mut raw = encode(&sample());
+        // Layout: version, clock (count 1, actor 8, counter 1, timestamp 5), sibling count,
+        // then the sibling's dot tag.
+        let dot_tag = 1 + 1 + 8 + 1 + 5 + 1;
+        assert_eq!(raw[dot_tag], 1);
+        raw[dot_tag] = 9;
+        assert_eq!(decode(&raw), Err(CodecError::Malformed("bad dot tag")));
+    }
+
+    #[test]
+    fn varints_round_trip_and_refuse_overflow() {
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.varint(), Some(v));
+            assert_eq!(r.remaining(), 0);
+        }
+        let eleven = [0xff; 11];
+        assert_eq!(Reader::new(&eleven).varint(), None);
+        let too_wide = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert_eq!(Reader::new(&too_wide).varint(), None);
+    }
+
+    #[test]
+    fn decoded_fields_share_the_input_buffer() {
+        let raw = Bytes::from(encode(&sample()));
+        let obj = decode_bytes(raw.clone()).unwrap();
+        let value = &obj.contents[0].value;
+        let range = raw.as_ptr_range();
+        assert!(range.contains(&value.as_ptr()));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(obj in arb_object()) {
+            let raw = encode(&obj);
+            prop_assert_eq!(decode(&raw), Ok(obj.clone()));
+            prop_assert_eq!(decode_bytes(Bytes::from(raw)), Ok(obj));
+        }
+
+        #[test]
+        fn encode_into_appends(obj in arb_object(), prefix in prop::collection::vec(any::<u8>(), 0..8)) {
+            let mut buf = prefix.clone();
+            encode_into(&obj, &mut buf);
+            prop_assert_eq!(&buf[..prefix.len()], &prefix[..]);
+            prop_assert_eq!(&buf[prefix.len()..], &encode(&obj)[..]);
+        }
+
+        #[test]
+        fn garbage_never_panics(raw in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&raw);
+            let _ = decode(&[&[FORMAT_V1][..], &raw].concat());
+        }
+
+        #[test]
+        fn corrupted_encodings_never_panic(obj in arb_object(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let mut raw = encode(&obj);
+            let i = at.index(raw.len());
+            raw[i] = byte;
+            let _ = decode(&raw);
+        }
+    }
+}

@@ -214,3 +214,94 @@ impl RiakObject {
         Ok(warnings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(value: &[u8], deleted: bool) -> Content {
+        let meta = Metadata {
+            deleted,
+            ..Metadata::default()
+        };
+        Content::new(Bytes::copy_from_slice(value), meta)
+    }
+
+    fn object(contents: Vec<Content>) -> RiakObject {
+        RiakObject {
+            vclock: VClock::new(),
+            contents,
+        }
+    }
+
+    #[test]
+    fn default_metadata_is_octet_stream() {
+        let m = Metadata::default();
+        assert_eq!(m.content_type.as_ref(), b"application/octet-stream");
+        assert!(!m.deleted && m.vtag.is_empty() && m.charset.is_none());
+    }
+
+    #[test]
+    fn tombstone_only_when_every_sibling_is_deleted() {
+        assert!(object(vec![content(b"", true), content(b"", true)]).is_tombstone());
+        assert!(!object(vec![content(b"", true), content(b"v", false)]).is_tombstone());
+        assert_eq!(object(vec![content(b"", true); 3]).sibling_count(), 3);
+    }
+
+    #[test]
+    fn approx_size_counts_values_and_metadata() {
+        let mut c = content(&[0; 1000], false);
+        let base = object(vec![c.clone()]).approx_size();
+        assert!(base >= 1000 + "application/octet-stream".len());
+        c.meta
+            .usermeta
+            .push((Bytes::from_static(b"k"), Bytes::from_static(b"vv")));
+        c.meta
+            .indexes
+            .push((Bytes::from_static(b"f_bin"), Bytes::from_static(b"x")));
+        c.meta.links.push(Link {
+            bucket: Bytes::from_static(b"b"),
+            key: Bytes::from_static(b"k"),
+            tag: Bytes::from_static(b"t"),
+        });
+        assert_eq!(object(vec![c]).approx_size(), base + 3 + 6 + 3);
+    }
+
+    #[test]
+    fn limits_warn_then_refuse() {
+        let limits = Limits {
+            sibling_warn: 2,
+            sibling_max: 3,
+            size_warn: 2000,
+            size_max: 4000,
+        };
+        let small = |n| object(vec![content(b"v", false); n]);
+        assert_eq!(small(2).check_limits(&limits), Ok(vec![]));
+        assert_eq!(
+            small(3).check_limits(&limits),
+            Ok(vec![LimitWarning::ManySiblings { count: 3, warn: 2 }])
+        );
+        assert_eq!(
+            small(4).check_limits(&limits),
+            Err(LimitError::TooManySiblings { count: 4, max: 3 })
+        );
+        let big = object(vec![content(&[0; 3000], false)]);
+        let size = big.approx_size();
+        assert_eq!(
+            big.check_limits(&limits),
+            Ok(vec![LimitWarning::LargeObject { size, warn: 2000 }])
+        );
+        let huge = object(vec![content(&[0; 5000], false)]);
+        assert!(matches!(
+            huge.check_limits(&limits),
+            Err(LimitError::TooLarge { max: 4000, .. })
+        ));
+    }
+
+    #[test]
+    fn riak_default_limits() {
+        let d = Limits::default();
+        assert_eq!((d.sibling_warn, d.sibling_max), (25, 100));
+        assert_eq!((d.size_warn, d.size_max), (5 << 20, 50 << 20));
+    }
+}
