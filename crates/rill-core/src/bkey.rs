@@ -158,11 +158,19 @@ impl BKey {
     }
 }
 
-/// Splits a storage key into its bucket prefix and the key, without copying.
-pub fn split_storage_key(raw: &[u8]) -> Result<(&[u8], &[u8], &[u8]), AddressError> {
+/// The parts of a storage key, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageKeyParts<'a> {
+    pub btype: &'a [u8],
+    pub name: &'a [u8],
+    pub key: &'a [u8],
+}
+
+/// Splits a storage key into bucket type, bucket and key, without copying.
+pub fn split_storage_key(raw: &[u8]) -> Result<StorageKeyParts<'_>, AddressError> {
     let (btype, rest) = take_name(raw)?;
     let (name, key) = take_name(rest)?;
-    Ok((btype, name, key))
+    Ok(StorageKeyParts { btype, name, key })
 }
 
 fn put_name(out: &mut Vec<u8>, name: &[u8]) {

@@ -1,1 +1,18 @@
-//! placeholder
+//! A running Rill node: the vnodes that hold this node's partitions, the coordinators that take
+//! client requests through quorums, the bucket metadata, and the statistics.
+//!
+//! Protocol layers (`rill-api`) call [`Node`]; the node calls the pure decision code of
+//! `rill-core` and the storage of `rill-storage`. Nothing here knows HTTP or Protocol Buffers.
+
+pub mod config;
+pub mod coord;
+pub mod error;
+pub mod metadata;
+pub mod node;
+pub mod request;
+pub mod stats;
+pub mod vnode;
+
+pub use config::{BackendKind, DeleteMode, NodeConfig};
+pub use error::{NodeError, NodeResult};
+pub use node::{Node, StartupReport};

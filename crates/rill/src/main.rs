@@ -1,1 +1,37 @@
-fn main() {}
+//! The `rill` command: run a node (`start`) and administer one (`admin`).
+
+mod admin;
+mod config;
+mod start;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rill", version, about = "Rill: a Riak-compatible distributed key-value database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node in the foreground (HTTP on 127.0.0.1:8098, PB on 127.0.0.1:8087, data in ./data).
+    Start(config::StartArgs),
+    /// Administer a running node (bucket types, ...), like `riak admin`.
+    Admin(admin::AdminArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Start(args) => start::run(args),
+        Command::Admin(args) => admin::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rill: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
