@@ -853,6 +853,14 @@ mod tests {
                 GetOutcome::Failed(GetError::Overload) => prop_assert!(!met),
                 GetOutcome::Failed(e) => {
                     prop_assert!(!met && at.errors + at.live > 0, "{:?}", e);
+                    // The quorum blamed is one that was really short, reported with the
+                    // count at the decision.
+                    let blamed_right = match *e {
+                        GetError::RValUnsatisfied { r, got } => got < r && got == at.ok,
+                        GetError::PrValUnsatisfied { pr, got } => got < pr && got == at.primary_ok,
+                        _ => false,
+                    };
+                    prop_assert!(blamed_right, "{:?}", e);
                 }
             }
 

@@ -247,9 +247,11 @@ impl<I: Copy + Eq, T> PutFsm<I, T> {
         })
     }
 
-    /// Records one vnode message and says whether the write is now settled. A repeated
-    /// message (a second `W`, a second final answer) is ignored; a vnode that was not asked
-    /// counts as a primary (Riak's rule: during ring resizing only primaries forward).
+    /// Records one vnode message and says whether the write is now settled. Messages from one
+    /// vnode must arrive in the order it sent them (a `Fail` without a `W` before it means the
+    /// vnode never took the write). A repeated message (a second `W`, a second final answer)
+    /// is ignored; a vnode that was not asked counts as a primary (Riak's rule: during ring
+    /// resizing only primaries forward).
     pub fn add_reply(&mut self, index: I, reply: PutReply<T>) -> Step<PutOutcome> {
         let is_coordinator = self.coordinator == Some(index);
         let slot = self.slot_mut(index);
@@ -424,6 +426,387 @@ impl<I, T> Slot<I, T> {
             primary: target.primary,
             received: false,
             finish: Finish::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PutReply::{Dw, Fail, W};
+    use proptest::prelude::*;
+
+    type Fsm = PutFsm<u8, u32>;
+
+    fn params(n: u32, w: u32, dw: u32, pw: u32) -> PutParams {
+        PutParams { n, w, dw, pw }
+    }
+
+    fn primaries(n: u8) -> Vec<Target<u8>> {
+        (0..n).map(Target::primary).collect()
+    }
+
+    fn fsm(p: PutParams) -> Fsm {
+        PutFsm::new(p, primaries(p.n as u8), None).expect("valid write")
+    }
+
+    fn fail() -> PutReply<u32> {
+        Fail("disk full".into())
+    }
+
+    #[test]
+    fn w_and_dw_settle_the_write() {
+        let mut f = fsm(params(3, 2, 2, 0));
+        assert_eq!(f.add_reply(0, W), Step::Waiting);
+        assert_eq!(f.add_reply(1, W), Step::Waiting);
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(1, Dw(Some(9))), Step::Done(Ok(())));
+        assert_eq!(f.stored_objects().collect::<Vec<_>>(), vec![(1, &9)]);
+    }
+
+    #[test]
+    fn dw_is_raised_to_one() {
+        let mut f = fsm(params(3, 1, 0, 0));
+        assert_eq!(f.params().dw, 1);
+        assert_eq!(f.add_reply(0, W), Step::Waiting);
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Done(Ok(())));
+        assert_eq!(validate_put(3, 0, 0, 0), Ok(()));
+    }
+
+    #[test]
+    fn dw_fails_once_out_of_reach() {
+        let mut f = fsm(params(3, 1, 3, 0));
+        assert_eq!(
+            f.add_reply(0, fail()),
+            Step::Done(Err(PutError::DwValUnsatisfied { dw: 3, got: 0 }))
+        );
+        let mut f = fsm(params(3, 2, 2, 0));
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(1, fail()), Step::Waiting);
+        assert_eq!(
+            f.add_reply(2, fail()),
+            Step::Done(Err(PutError::DwValUnsatisfied { dw: 2, got: 1 }))
+        );
+        assert_eq!(f.failures().map(|(i, _)| i).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn pw_counts_only_primary_durable_writes() {
+        let targets = vec![Target::primary(0), Target::primary(1), Target::fallback(2)];
+        let mut f = Fsm::new(params(3, 1, 1, 2), targets, None).unwrap();
+        assert_eq!(f.add_reply(2, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(0, W), Step::Waiting);
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(1, Dw(None)), Step::Done(Ok(())));
+    }
+
+    #[test]
+    fn pw_shortfall_is_reported_once_everyone_finished() {
+        let targets = vec![Target::primary(0), Target::fallback(1), Target::fallback(2)];
+        let mut f = Fsm::new(params(3, 1, 1, 1), targets, None).unwrap();
+        assert_eq!(f.add_reply(1, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(2, Dw(None)), Step::Waiting);
+        let last = f.add_reply(0, fail());
+        assert_eq!(
+            last,
+            Step::Done(Err(PutError::PwValUnsatisfied { pw: 1, got: 0 }))
+        );
+        assert!(f.all_replied());
+    }
+
+    #[test]
+    fn failures_blame_pw_when_it_is_at_least_dw() {
+        let mut f = fsm(params(3, 1, 2, 2));
+        assert_eq!(f.add_reply(0, fail()), Step::Waiting);
+        assert_eq!(
+            f.add_reply(1, fail()),
+            Step::Done(Err(PutError::PwValUnsatisfied { pw: 2, got: 0 }))
+        );
+        let mut f = fsm(params(3, 1, 2, 1));
+        assert_eq!(f.add_reply(0, fail()), Step::Waiting);
+        assert_eq!(
+            f.add_reply(1, fail()),
+            Step::Done(Err(PutError::DwValUnsatisfied { dw: 2, got: 0 }))
+        );
+    }
+
+    #[test]
+    fn impossible_writes_are_refused_before_sending() {
+        let two = vec![Target::primary(0), Target::fallback(1)];
+        let n_err = PutError::NValViolation { n: 3 };
+        assert_eq!(
+            Fsm::new(params(3, 4, 1, 0), primaries(3), None).unwrap_err(),
+            n_err
+        );
+        assert_eq!(
+            Fsm::new(params(3, 1, 4, 0), primaries(3), None).unwrap_err(),
+            n_err
+        );
+        assert_eq!(
+            Fsm::new(params(3, 1, 1, 4), primaries(3), None).unwrap_err(),
+            n_err
+        );
+        assert_eq!(
+            validate_put(0, 0, 0, 0),
+            Err(PutError::NValViolation { n: 0 })
+        );
+        let err = Fsm::new(params(3, 1, 1, 2), two.clone(), None).unwrap_err();
+        assert_eq!(err, PutError::PwValUnsatisfied { pw: 2, got: 1 });
+        let err = Fsm::new(params(3, 3, 1, 0), two, None).unwrap_err();
+        assert_eq!(err, PutError::InsufficientVnodes { have: 2, need: 3 });
+        let err = Fsm::new(params(3, 0, 0, 0), vec![], None).unwrap_err();
+        assert_eq!(err, PutError::InsufficientVnodes { have: 0, need: 1 });
+    }
+
+    #[test]
+    fn a_failing_coordinator_sinks_the_write() {
+        let mut f = Fsm::new(params(3, 1, 1, 0), primaries(3), Some(0)).unwrap();
+        assert_eq!(f.add_reply(0, W), Step::Waiting);
+        let step = f.add_reply(0, Fail("too_many_siblings".into()));
+        assert_eq!(
+            step,
+            Step::Done(Err(PutError::CoordinatorFailed("too_many_siblings".into())))
+        );
+        // Any other vnode's failure is just counted.
+        let mut f = Fsm::new(params(3, 1, 1, 0), primaries(3), Some(0)).unwrap();
+        assert_eq!(f.add_reply(1, fail()), Step::Waiting);
+    }
+
+    #[test]
+    fn w_fails_when_too_few_vnodes_can_still_take_the_write() {
+        // An overloaded vnode fails without ever sending `w`.
+        let mut f = fsm(params(3, 3, 1, 0));
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        let step = f.add_reply(1, Fail("overload".into()));
+        let err = PutError::WValUnsatisfied {
+            w: 3,
+            got_w: 1,
+            dw: 1,
+            got_dw: 1,
+        };
+        assert_eq!(step, Step::Done(Err(err)));
+        // A vnode that received the write and then failed still counts towards W.
+        let mut f = fsm(params(3, 3, 1, 0));
+        for (i, reply) in [(0, W), (0, Dw(None)), (1, W), (1, fail())] {
+            assert_eq!(f.add_reply(i, reply), Step::Waiting);
+        }
+        // The third receipt completes W=3 (DW=1 was met by vnode 0).
+        assert_eq!(f.add_reply(2, W), Step::Done(Ok(())));
+    }
+
+    #[test]
+    fn late_and_repeated_replies() {
+        let mut f = fsm(params(3, 2, 2, 0));
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(0, W), Step::Ignored);
+        assert_eq!(f.add_reply(0, fail()), Step::Ignored);
+        assert_eq!(f.add_reply(1, Dw(Some(1))), Step::Done(Ok(())));
+        assert_eq!(f.add_reply(2, Dw(Some(2))), Step::Late);
+        assert_eq!(f.stored_objects().count(), 2);
+        assert!(f.all_replied());
+        assert_eq!(f.outcome(), Some(&Ok(())));
+    }
+
+    #[test]
+    fn a_vnode_not_asked_counts_as_a_primary() {
+        let targets = vec![Target::fallback(0), Target::fallback(1), Target::primary(2)];
+        let mut f = Fsm::new(params(3, 1, 1, 1), targets, None).unwrap();
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(7, Dw(None)), Step::Done(Ok(())));
+    }
+
+    #[test]
+    fn timeout_fails_an_unsettled_write_only() {
+        let mut f = fsm(params(3, 2, 2, 0));
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        assert_eq!(f.on_timeout(), Step::Done(Err(PutError::Timeout)));
+        assert_eq!(f.on_timeout(), Step::Ignored);
+        assert_eq!(f.add_reply(1, Dw(None)), Step::Late);
+        assert_eq!(f.outcome(), Some(&Err(PutError::Timeout)));
+    }
+
+    #[test]
+    fn errors_render_as_riak_does() {
+        let dw = PutError::DwValUnsatisfied { dw: 3, got: 2 };
+        assert_eq!(dw.to_string(), "DW-value unsatisfied: 2/3\n");
+        assert_eq!((dw.code(), dw.http_status()), ("dw_val_unsatisfied", 503));
+        assert_eq!(dw.erlang_term(), "{dw_val_unsatisfied,3,2}");
+        let pw = PutError::PwValUnsatisfied { pw: 2, got: 1 };
+        assert_eq!(pw.to_string(), "PW-value unsatisfied: 1/2\n");
+        assert_eq!(pw.erlang_term(), "{pw_val_unsatisfied,2,1}");
+        let w = PutError::WValUnsatisfied {
+            w: 3,
+            got_w: 1,
+            dw: 2,
+            got_dw: 0,
+        };
+        assert_eq!(w.to_string(), "W/DW-value unsatisfied: w=1/3 dw=0/2\n");
+        assert_eq!(w.erlang_term(), "{w_val_unsatisfied,1,0,3,2}");
+        let n = PutError::NValViolation { n: 3 };
+        assert_eq!(
+            n.to_string(),
+            "Specified w/dw/pw/node_confirms values invalid for bucket n value of 3\n"
+        );
+        assert_eq!(n.http_status(), 400);
+        let c = PutError::CoordinatorFailed("{too_many_siblings,101}".into());
+        assert_eq!(c.to_string(), "Error:\n{too_many_siblings,101}\n");
+        assert_eq!(
+            (c.http_status(), c.erlang_term().as_str()),
+            (500, "{too_many_siblings,101}")
+        );
+        assert_eq!(PutError::Timeout.to_string(), "request timed out\n");
+    }
+
+    /// What one vnode sends, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Script {
+        Stores,
+        StoresWithoutW,
+        ReceivesThenFails,
+        Overloaded,
+        ReceivesThenSilent,
+        Silent,
+    }
+
+    impl Script {
+        fn messages(self) -> Vec<PutReply<u32>> {
+            match self {
+                Script::Stores => vec![W, Dw(None)],
+                Script::StoresWithoutW => vec![Dw(None)],
+                Script::ReceivesThenFails => vec![W, fail()],
+                Script::Overloaded => vec![Fail("overload".into())],
+                Script::ReceivesThenSilent => vec![W],
+                Script::Silent => vec![],
+            }
+        }
+
+        fn finishes(self) -> bool {
+            !matches!(self, Script::ReceivesThenSilent | Script::Silent)
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Scenario {
+        params: PutParams,
+        primary: Vec<bool>,
+        scripts: Vec<Script>,
+        /// The vnode each delivered message comes from; each vnode's own messages keep their
+        /// order.
+        deliveries: Vec<usize>,
+    }
+
+    fn script() -> impl Strategy<Value = Script> {
+        prop_oneof![
+            4 => Just(Script::Stores),
+            1 => Just(Script::StoresWithoutW),
+            2 => Just(Script::ReceivesThenFails),
+            1 => Just(Script::Overloaded),
+            1 => Just(Script::ReceivesThenSilent),
+            1 => Just(Script::Silent),
+        ]
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        (1u32..=5)
+            .prop_flat_map(|n| (Just(n), 1..=n))
+            .prop_flat_map(|(n, asked)| {
+                let size = asked as usize;
+                (
+                    Just(n),
+                    prop::collection::vec(any::<bool>(), size),
+                    prop::collection::vec(script(), size),
+                    (0..=asked, 0..=asked, 0..=asked),
+                )
+            })
+            .prop_flat_map(|(n, primary, scripts, (w, dw, pw))| {
+                let primaries = primary.iter().filter(|p| **p).count() as u32;
+                let params = PutParams {
+                    n,
+                    w,
+                    dw,
+                    pw: pw.min(primaries),
+                };
+                let deliveries: Vec<usize> = (0..scripts.len())
+                    .flat_map(|i| std::iter::repeat_n(i, scripts[i].messages().len()))
+                    .collect();
+                (
+                    Just(params),
+                    Just(primary),
+                    Just(scripts),
+                    Just(deliveries).prop_shuffle(),
+                )
+            })
+            .prop_map(|(params, primary, scripts, deliveries)| Scenario {
+                params,
+                primary,
+                scripts,
+                deliveries,
+            })
+    }
+
+    /// Counts over what the vnodes will have said once every message is delivered.
+    fn final_counts(s: &Scenario) -> (u32, u32, u32) {
+        let mut w = 0;
+        let mut dw = 0;
+        let mut pw = 0;
+        for (script, &primary) in s.scripts.iter().zip(&s.primary) {
+            let stores = matches!(script, Script::Stores | Script::StoresWithoutW);
+            let receives = stores
+                || matches!(
+                    script,
+                    Script::ReceivesThenFails | Script::ReceivesThenSilent
+                );
+            w += u32::from(receives);
+            dw += u32::from(stores);
+            pw += u32::from(stores && primary);
+        }
+        (w, dw, pw)
+    }
+
+    proptest! {
+        #[test]
+        fn put_decision_depends_only_on_what_the_vnodes_said(s in scenario()) {
+            let targets = (0u8..).zip(&s.primary).map(|(i, &p)| Target { index: i, primary: p }).collect();
+            let mut f = Fsm::new(s.params, targets, None).expect("scenario values are valid");
+            let mut queues: Vec<_> = s.scripts.iter().map(|sc| sc.messages().into_iter()).collect();
+            let mut done_at = None;
+            for (k, &vnode) in s.deliveries.iter().enumerate() {
+                let msg = queues[vnode].next().expect("one message per delivery");
+                match f.add_reply(vnode as u8, msg) {
+                    Step::Done(_) => {
+                        prop_assert!(done_at.is_none());
+                        done_at = Some(k);
+                    }
+                    Step::Late => prop_assert!(done_at.is_some()),
+                    Step::Waiting => prop_assert!(done_at.is_none()),
+                    Step::Ignored => prop_assert!(false, "no message is repeated"),
+                }
+            }
+            let p = f.params();
+            let (w, dw, pw) = final_counts(&s);
+            let meets = w >= p.w && dw >= p.dw && pw >= p.pw;
+            match f.outcome() {
+                // Success iff the vnodes' answers, in any order, meet every quorum; a failure is
+                // only declared when they cannot.
+                Some(Ok(())) => prop_assert!(meets),
+                Some(Err(e)) => {
+                    prop_assert!(!meets, "{:?}", e);
+                    // The quorum blamed is one that was really short when the write failed.
+                    let blamed_short = match *e {
+                        PutError::DwValUnsatisfied { dw, got } => got < dw,
+                        PutError::PwValUnsatisfied { pw, got } => got < pw,
+                        PutError::WValUnsatisfied { w, got_w, .. } => got_w < w,
+                        _ => false,
+                    };
+                    prop_assert!(blamed_short, "{:?}", e);
+                }
+                // Undecided only while some vnode may still answer.
+                None => prop_assert!(s.scripts.iter().any(|sc| !sc.finishes())),
+            }
+            if s.scripts.iter().all(|sc| sc.finishes()) {
+                prop_assert!(f.outcome().is_some());
+                prop_assert!(f.all_replied());
+            }
         }
     }
 }
