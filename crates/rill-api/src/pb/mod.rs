@@ -9,10 +9,13 @@
 //! - [`codes`]: the message code byte.
 //! - [`frame`]: the tokio-util codec for the framing, with the size limit.
 //! - [`messages`]: request decoding and response encoding.
+//! - [`server`]: the listener and per-connection request loop that serves the node.
 
 pub mod codes;
+mod convert;
 pub mod frame;
 pub mod messages;
+pub mod server;
 
 /// Message types generated from the project's Riak `.proto` files.
 ///

@@ -1,0 +1,190 @@
+//! Riak's HTTP API (port 8098), served by axum/hyper.
+//!
+//! One handler receives every request: [`route::parse`] turns the raw path into the addressed
+//! [`route::Resource`], and [`dispatch`] picks the operation by resource and method. Each
+//! operation lives in the module named for what it serves (objects, buckets and props, ops
+//! endpoints, administration). Errors from the node are turned into Riak's status codes and
+//! plain-text bodies in one place, [`error_response`].
+
+mod admin;
+mod bucket;
+mod object;
+mod ops;
+mod params;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use rill_core::bkey::Bucket;
+use rill_node::{Node, NodeError};
+use tokio::net::TcpListener;
+
+use route::{BucketRef, Resource};
+
+/// Settings of the HTTP listener.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Serve `/admin/...` to non-loopback peers too (off by default).
+    pub admin_remote: bool,
+    /// Largest request body accepted, in bytes (the object size limit plus headers' worth).
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            admin_remote: false,
+            max_body: 51 * 1024 * 1024,
+        }
+    }
+}
+
+pub(crate) struct Api {
+    pub(crate) node: Node,
+    pub(crate) config: HttpConfig,
+}
+
+/// Serves the HTTP API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    config: HttpConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let api = Arc::new(Api { node, config });
+    let app = Router::new().fallback(handle).with_state(api);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn handle(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    api.node.stats().http_requests.inc();
+    let resource = route::parse(req.uri().path());
+    let mut resp = match dispatch(&api, peer, resource, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            api.node.stats().errors.inc();
+            error_response(&e)
+        }
+    };
+    resp.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static(concat!("Rill/", env!("CARGO_PKG_VERSION"))));
+    resp
+}
+
+async fn dispatch(
+    api: &Api,
+    peer: SocketAddr,
+    resource: Resource,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let method = req.method().clone();
+    match (resource, method) {
+        (Resource::Ping, Method::GET | Method::HEAD) => Ok(ops::ping()),
+        (Resource::Stats, Method::GET) => Ok(ops::stats(api)),
+        (Resource::Root, Method::GET) => Ok(ops::resource_map(&req)),
+        (Resource::Object { bucket, key }, m) => object::handle(api, bucket, Some(key), m, req).await,
+        (Resource::Keys { bucket }, Method::POST) => object::handle(api, bucket, None, Method::POST, req).await,
+        (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &req),
+        (Resource::LegacyBucket { bucket }, Method::POST) => {
+            object::handle(api, bucket, None, Method::POST, req).await
+        }
+        (Resource::LegacyBucket { bucket }, Method::GET) => bucket::legacy_bucket(api, &bucket, &req).await,
+        (Resource::LegacyBucket { bucket } | Resource::BucketProps { bucket }, Method::PUT) => {
+            bucket::set_props(api, &bucket, req).await
+        }
+        (Resource::BucketProps { bucket }, Method::GET) => bucket::get_props(api, &bucket),
+        (Resource::BucketProps { bucket }, Method::DELETE) => bucket::reset_props(api, &bucket),
+        (Resource::TypeProps { btype }, Method::GET) => bucket::get_type_props(api, &btype),
+        (Resource::TypeProps { btype }, Method::PUT) => bucket::set_type_props(api, &btype, req).await,
+        (Resource::Buckets { btype }, Method::GET) => bucket::list_buckets(api, &btype, &req),
+        (Resource::Preflist { bucket, key }, Method::GET) => bucket::preflist(api, &bucket, key),
+        (Resource::AdminTypes { name, activate }, m) => {
+            if !api.config.admin_remote && !peer.ip().is_loopback() {
+                return Err(HttpError::status(StatusCode::FORBIDDEN, "administration is only served to loopback clients"));
+            }
+            admin::handle(api, name, activate, m, req).await
+        }
+        (Resource::NotFound, _) => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),
+        _ => Err(HttpError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+    }
+}
+
+/// A request failure: either the node's error or a protocol-level status with a message.
+#[derive(Debug)]
+pub(crate) enum HttpError {
+    Node(NodeError),
+    Status(StatusCode, String),
+}
+
+impl HttpError {
+    pub(crate) fn status(code: StatusCode, msg: impl Into<String>) -> Self {
+        HttpError::Status(code, msg.into())
+    }
+    pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
+        HttpError::Status(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl From<NodeError> for HttpError {
+    fn from(e: NodeError) -> Self {
+        HttpError::Node(e)
+    }
+}
+
+/// Riak's status codes and plain-text error bodies.
+fn error_response(e: &HttpError) -> Response {
+    let (status, msg) = match e {
+        HttpError::Status(s, m) => (*s, m.clone()),
+        HttpError::Node(e) => (node_status(e), e.to_string()),
+    };
+    let mut body = msg;
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+fn node_status(e: &NodeError) -> StatusCode {
+    use rill_core::object::LimitError;
+    match e {
+        NodeError::UnknownBucketType(_) | NodeError::InactiveBucketType(_) => StatusCode::NOT_FOUND,
+        NodeError::InvalidQuorum(_) | NodeError::InvalidProps(_) | NodeError::BadRequest(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        NodeError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        NodeError::Limit(_) => StatusCode::BAD_REQUEST,
+        NodeError::Modified | NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,
+        NodeError::GetQuorum(_)
+        | NodeError::PutQuorum(_)
+        | NodeError::Timeout
+        | NodeError::ShuttingDown
+        | NodeError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Converts a URL's bucket reference into a checked bucket.
+pub(crate) fn bucket_of(r: &BucketRef) -> Result<Bucket, HttpError> {
+    Bucket::new(r.btype.clone(), r.name.clone()).map_err(|e| HttpError::bad_request(e.to_string()))
+}
+
+/// A response with a body and content type.
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .expect("static headers are valid")
+}

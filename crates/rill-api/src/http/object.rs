@@ -1,0 +1,576 @@
+//! Objects over HTTP: GET/HEAD, PUT/POST and DELETE of `.../keys/K` (and POST to `.../keys`),
+//! with Riak's headers — X-Riak-Vclock, X-Riak-Meta-*, X-Riak-Index-*, Link, ETag,
+//! Last-Modified — its conditional requests, and siblings as `300 Multiple Choices`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use rill_core::bkey::{BKey, Bucket};
+use rill_core::object::{Content, Link, Metadata, RiakObject};
+use rill_core::vclock::VClock;
+use rill_node::request::{
+    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest, generate_key,
+    generate_vtag,
+};
+
+use super::params::Params;
+use super::route::{BucketRef, Family};
+use super::{Api, HttpError, bucket_of};
+
+const META_PREFIX: &str = "x-riak-meta-";
+const INDEX_PREFIX: &str = "x-riak-index-";
+const VCLOCK: &str = "x-riak-vclock";
+
+/// Dispatches an object request by method. `key` is `None` for a POST that asks the server to
+/// choose the key.
+pub(crate) async fn handle(
+    api: &Api,
+    bref: BucketRef,
+    key: Option<Bytes>,
+    method: Method,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let bucket = bucket_of(&bref)?;
+    let params = Params::parse(req.uri().query());
+    match (method, key) {
+        (Method::GET | Method::HEAD, Some(key)) => {
+            get(api, &bref, BKey::new(bucket, key).map_err(bad)?, &params, req.headers()).await
+        }
+        (Method::PUT | Method::POST, key) => put(api, &bref, bucket, key, &params, req).await,
+        (Method::DELETE, Some(key)) => {
+            delete(api, BKey::new(bucket, key).map_err(bad)?, &params, req.headers()).await
+        }
+        _ => Err(HttpError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+    }
+}
+
+async fn get(
+    api: &Api,
+    bref: &BucketRef,
+    bkey: BKey,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    let opts = GetOptions {
+        r: params.quorum("r")?,
+        pr: params.quorum("pr")?,
+        basic_quorum: params.flag("basic_quorum")?,
+        notfound_ok: params.flag("notfound_ok")?,
+        deleted_vclock: true,
+        timeout: params.timeout()?,
+        ..GetOptions::default()
+    };
+    match api.node.get(&bkey, &opts).await? {
+        GetResponse::Found(obj) => {
+            if let Some(vtag) = params.get("vtag") {
+                let Some(c) = obj.contents.iter().find(|c| c.meta.vtag.as_ref() == vtag.as_bytes()) else {
+                    return Err(HttpError::status(StatusCode::NOT_FOUND, "not found"));
+                };
+                return Ok(single(bref, &obj.vclock, c, StatusCode::OK));
+            }
+            if obj.contents.len() > 1 {
+                return Ok(siblings(bref, &obj, headers));
+            }
+            let c = &obj.contents[0];
+            if not_modified(headers, c) {
+                return Ok(Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .header(VCLOCK, vclock_header(&obj.vclock))
+                    .header(header::ETAG, etag(c))
+                    .body(Body::empty())
+                    .expect("valid headers"));
+            }
+            Ok(single(bref, &obj.vclock, c, StatusCode::OK))
+        }
+        GetResponse::NotFound { tombstone } => {
+            let mut b = Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header(header::CONTENT_TYPE, "text/plain");
+            if let Some(clock) = tombstone {
+                b = b.header(VCLOCK, vclock_header(&clock));
+            }
+            Ok(b.body(Body::from("not found\n")).expect("valid headers"))
+        }
+        GetResponse::Unchanged => Ok(Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .expect("valid headers")),
+    }
+}
+
+async fn put(
+    api: &Api,
+    bref: &BucketRef,
+    bucket: Bucket,
+    key: Option<Bytes>,
+    params: &Params,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let generated = key.is_none();
+    let key = key.unwrap_or_else(generate_key);
+    let bkey = BKey::new(bucket, key).map_err(bad)?;
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let Some(ctype) = headers.get(header::CONTENT_TYPE) else {
+        return Err(HttpError::bad_request("Missing Content-Type request header"));
+    };
+    let value = axum::body::to_bytes(body, api.config.max_body)
+        .await
+        .map_err(|_| HttpError::status(StatusCode::PAYLOAD_TOO_LARGE, "Object too large"))?;
+    let context = match headers.get(VCLOCK) {
+        Some(v) => parse_vclock(v)?,
+        None => VClock::new(),
+    };
+    let (content_type, charset) = split_content_type(ctype)?;
+    let meta = Metadata {
+        content_type,
+        charset,
+        content_encoding: header_bytes(headers, header::CONTENT_ENCODING.as_str()),
+        vtag: generate_vtag(),
+        last_modified_us: now_us(),
+        usermeta: usermeta_from(headers),
+        links: links_from(headers)?,
+        indexes: indexes_from(headers)?,
+        deleted: false,
+    };
+    let return_body = params.flag("returnbody")?.unwrap_or(false);
+    let if_match = headers.get(header::IF_MATCH).cloned();
+    let opts = PutOptions {
+        w: params.quorum("w")?,
+        dw: params.quorum("dw")?,
+        pw: params.quorum("pw")?,
+        return_body: return_body || if_match.is_some(),
+        if_none_match: headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*"),
+        if_not_modified: headers.contains_key("x-riak-if-not-modified"),
+        timeout: params.timeout()?,
+        ..PutOptions::default()
+    };
+    if let Some(expected) = &if_match {
+        check_if_match(api, &bkey, expected).await?;
+    }
+    let req = PutRequest {
+        bkey: bkey.clone(),
+        context,
+        content: Content {
+            meta,
+            value,
+            dot: None,
+        },
+    };
+    let stored = api.node.put(req, &opts).await?.object;
+    let status = if generated {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = match stored.filter(|_| return_body) {
+        Some(obj) if obj.contents.len() > 1 => siblings(bref, &obj, headers),
+        Some(obj) => single(bref, &obj.vclock, &obj.contents[0], status),
+        None if generated => Response::builder()
+            .status(StatusCode::CREATED)
+            .body(Body::empty())
+            .expect("valid"),
+        None => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::empty())
+            .expect("valid"),
+    };
+    if generated {
+        let location = object_path(bref.family, &bkey.bucket, &bkey.key);
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// `If-Match: "vtag"`: the write goes ahead only if the stored object has that entity tag.
+async fn check_if_match(api: &Api, bkey: &BKey, expected: &HeaderValue) -> Result<(), HttpError> {
+    let current = api.node.get(bkey, &GetOptions::default()).await?;
+    let matches = match current {
+        GetResponse::Found(obj) => obj
+            .contents
+            .iter()
+            .any(|c| expected == "*" || expected.as_bytes() == etag_bytes(c).as_slice()),
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(HttpError::status(StatusCode::PRECONDITION_FAILED, "Precondition Failed"))
+    }
+}
+
+async fn delete(api: &Api, bkey: BKey, params: &Params, headers: &HeaderMap) -> Result<Response, HttpError> {
+    let opts = DeleteOptions {
+        rw: params.quorum("rw")?,
+        r: params.quorum("r")?,
+        w: params.quorum("w")?,
+        pr: params.quorum("pr")?,
+        pw: params.quorum("pw")?,
+        dw: params.quorum("dw")?,
+        vclock: headers.get(VCLOCK).map(parse_vclock).transpose()?,
+        timeout: params.timeout()?,
+        ..DeleteOptions::default()
+    };
+    let status = match api.node.delete(&bkey, &opts).await? {
+        DeleteOutcome::Deleted => StatusCode::NO_CONTENT,
+        DeleteOutcome::NotFound => StatusCode::NOT_FOUND,
+    };
+    Ok(Response::builder().status(status).body(Body::empty()).expect("valid"))
+}
+
+/// One sibling as a full response: value as body, metadata as headers.
+fn single(bref: &BucketRef, vclock: &VClock, c: &Content, status: StatusCode) -> Response {
+    let mut b = Response::builder()
+        .status(status)
+        .header(VCLOCK, vclock_header(vclock));
+    let headers = b.headers_mut().expect("builder has no error yet");
+    content_headers(bref, c, headers);
+    b.body(Body::from(c.value.clone())).expect("valid headers")
+}
+
+/// `300 Multiple Choices`: the sibling vtags as text, or every sibling as `multipart/mixed`
+/// when the client accepts it.
+fn siblings(bref: &BucketRef, obj: &RiakObject, req_headers: &HeaderMap) -> Response {
+    let wants_multipart = req_headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("multipart/mixed"));
+    let b = Response::builder()
+        .status(StatusCode::MULTIPLE_CHOICES)
+        .header(VCLOCK, vclock_header(&obj.vclock));
+    if !wants_multipart {
+        let mut body = String::from("Siblings:\n");
+        for c in &obj.contents {
+            body.push_str(&String::from_utf8_lossy(&c.meta.vtag));
+            body.push('\n');
+        }
+        return b
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(body))
+            .expect("valid headers");
+    }
+    let boundary = String::from_utf8_lossy(&generate_vtag()).into_owned();
+    let mut body = BytesMut::new();
+    for c in &obj.contents {
+        body.put_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        let mut h = HeaderMap::new();
+        content_headers(bref, c, &mut h);
+        for (name, value) in &h {
+            body.put_slice(canonical_header_name(name.as_str()).as_bytes());
+            body.put_slice(b": ");
+            body.put_slice(value.as_bytes());
+            body.put_slice(b"\r\n");
+        }
+        body.put_slice(b"\r\n");
+        body.put_slice(&c.value);
+    }
+    body.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b.header(header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}"))
+        .body(Body::from(body.freeze()))
+        .expect("valid headers")
+}
+
+/// The headers that describe one sibling's metadata.
+fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
+    let m = &c.meta;
+    let mut ctype = String::from_utf8_lossy(&m.content_type).into_owned();
+    if let Some(cs) = &m.charset {
+        ctype.push_str("; charset=");
+        ctype.push_str(&String::from_utf8_lossy(cs));
+    }
+    insert(h, header::CONTENT_TYPE.as_str(), ctype.as_bytes());
+    if let Some(enc) = &m.content_encoding {
+        insert(h, header::CONTENT_ENCODING.as_str(), enc);
+    }
+    insert(h, header::ETAG.as_str(), &etag_bytes(c));
+    let modified = UNIX_EPOCH + Duration::from_micros(m.last_modified_us);
+    insert(h, header::LAST_MODIFIED.as_str(), httpdate::fmt_http_date(modified).as_bytes());
+    let bucket = Bucket {
+        btype: bref.btype.clone(),
+        name: bref.name.clone(),
+    };
+    let mut links = vec![format!("<{}>; rel=\"up\"", bucket_path(bref.family, &bucket))];
+    for l in &m.links {
+        let target = Bucket {
+            btype: bref.btype.clone(),
+            name: l.bucket.clone(),
+        };
+        links.push(format!(
+            "<{}>; riaktag=\"{}\"",
+            object_path(bref.family, &target, &l.key),
+            utf8_percent_encode(&String::from_utf8_lossy(&l.tag), NON_ALPHANUMERIC)
+        ));
+    }
+    insert(h, header::LINK.as_str(), links.join(", ").as_bytes());
+    for (k, v) in &m.usermeta {
+        let name = format!("{META_PREFIX}{}", String::from_utf8_lossy(k).to_ascii_lowercase());
+        insert(h, &name, v);
+    }
+    // One header per index field, values joined as Riak does.
+    let mut i = 0;
+    while i < m.indexes.len() {
+        let field = &m.indexes[i].0;
+        let mut values = Vec::new();
+        while i < m.indexes.len() && &m.indexes[i].0 == field {
+            values.push(String::from_utf8_lossy(&m.indexes[i].1).into_owned());
+            i += 1;
+        }
+        let name = format!("{INDEX_PREFIX}{}", String::from_utf8_lossy(field).to_ascii_lowercase());
+        insert(h, &name, values.join(", ").as_bytes());
+    }
+    if m.deleted {
+        insert(h, "x-riak-deleted", b"true");
+    }
+}
+
+/// Appends a header, skipping names or values that HTTP cannot carry (stored metadata may have
+/// come over PB with bytes no header allows).
+fn insert(h: &mut HeaderMap, name: &str, value: &[u8]) {
+    match (
+        http::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value),
+    ) {
+        (Ok(n), Ok(v)) => {
+            h.append(n, v);
+        }
+        _ => tracing::debug!(name, "metadata not representable as an HTTP header; omitted"),
+    }
+}
+
+fn canonical_header_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut cs = part.chars();
+            match cs.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + cs.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn etag_bytes(c: &Content) -> Vec<u8> {
+    let mut v = Vec::with_capacity(c.meta.vtag.len() + 2);
+    v.push(b'"');
+    v.extend_from_slice(&c.meta.vtag);
+    v.push(b'"');
+    v
+}
+
+fn etag(c: &Content) -> HeaderValue {
+    HeaderValue::from_bytes(&etag_bytes(c)).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// `If-None-Match` (entity tag) and `If-Modified-Since` on a GET.
+fn not_modified(headers: &HeaderMap, c: &Content) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+        return inm.as_bytes() == etag_bytes(c).as_slice() || inm == "*";
+    }
+    if let Some(since) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let modified = UNIX_EPOCH + Duration::from_secs(c.meta.last_modified_us / 1_000_000);
+        return modified <= since;
+    }
+    false
+}
+
+fn vclock_header(v: &VClock) -> HeaderValue {
+    HeaderValue::from_str(&B64.encode(v.to_bytes())).expect("base64 is a valid header value")
+}
+
+fn parse_vclock(v: &HeaderValue) -> Result<VClock, HttpError> {
+    B64.decode(v.as_bytes())
+        .ok()
+        .and_then(|raw| VClock::from_bytes(&raw).ok())
+        .ok_or_else(|| HttpError::bad_request("Invalid X-Riak-Vclock header"))
+}
+
+/// `text/plain; charset=utf-8` → (`text/plain`, `utf-8`).
+fn split_content_type(v: &HeaderValue) -> Result<(Bytes, Option<Bytes>), HttpError> {
+    let s = v
+        .to_str()
+        .map_err(|_| HttpError::bad_request("Content-Type header is not valid text"))?;
+    let mut parts = s.split(';');
+    let ctype = parts.next().unwrap_or("").trim();
+    if ctype.is_empty() {
+        return Err(HttpError::bad_request("Missing Content-Type request header"));
+    }
+    let charset = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("charset")).then(|| Bytes::copy_from_slice(v.trim().trim_matches('"').as_bytes()))
+    });
+    Ok((Bytes::copy_from_slice(ctype.as_bytes()), charset))
+}
+
+fn header_bytes(h: &HeaderMap, name: &str) -> Option<Bytes> {
+    h.get(name).map(|v| Bytes::copy_from_slice(v.as_bytes()))
+}
+
+fn usermeta_from(h: &HeaderMap) -> Vec<(Bytes, Bytes)> {
+    h.iter()
+        .filter_map(|(n, v)| {
+            let key = n.as_str().strip_prefix(META_PREFIX)?;
+            Some((Bytes::copy_from_slice(key.as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+        })
+        .collect()
+}
+
+/// `X-Riak-Index-NAME_bin: a, b` / `X-Riak-Index-NAME_int: 1`: sorted, de-duplicated pairs.
+fn indexes_from(h: &HeaderMap) -> Result<Vec<(Bytes, Bytes)>, HttpError> {
+    let mut out = Vec::new();
+    for (n, v) in h {
+        let Some(field) = n.as_str().strip_prefix(INDEX_PREFIX) else { continue };
+        let is_int = field.ends_with("_int");
+        if !is_int && !field.ends_with("_bin") {
+            return Err(HttpError::bad_request(format!(
+                "Could not parse index fields: {field} must end in _bin or _int"
+            )));
+        }
+        let text = v
+            .to_str()
+            .map_err(|_| HttpError::bad_request("Could not parse index fields: not text"))?;
+        for value in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if is_int && value.parse::<i64>().is_err() {
+                return Err(HttpError::bad_request(format!(
+                    "Could not parse index fields: {field} value {value} is not an integer"
+                )));
+            }
+            out.push((Bytes::copy_from_slice(field.as_bytes()), Bytes::copy_from_slice(value.as_bytes())));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses `Link: </buckets/b/keys/k>; riaktag="t", </riak/b/k>; riaktag="u"`, skipping the
+/// `rel="up"` link to the bucket itself.
+fn links_from(h: &HeaderMap) -> Result<Vec<Link>, HttpError> {
+    let mut out = Vec::new();
+    for v in h.get_all(header::LINK) {
+        let text = v
+            .to_str()
+            .map_err(|_| HttpError::bad_request("Invalid Link header"))?;
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let Some((target, rest)) = entry
+                .strip_prefix('<')
+                .and_then(|e| e.split_once('>'))
+            else {
+                return Err(HttpError::bad_request(format!("Invalid Link header: {entry}")));
+            };
+            let Some(tag) = rest.split(';').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k.trim() == "riaktag").then(|| v.trim().trim_matches('"').to_string())
+            }) else {
+                continue;
+            };
+            let segs: Vec<&str> = target.split('/').filter(|s| !s.is_empty()).collect();
+            let (bucket, key) = match segs.as_slice() {
+                ["riak", b, k] | ["buckets", b, "keys", k] | ["types", _, "buckets", b, "keys", k] => (*b, *k),
+                _ => return Err(HttpError::bad_request(format!("Invalid Link header: {entry}"))),
+            };
+            let dec = |s: &str| Bytes::from(percent_decode_str(s).collect::<Vec<u8>>());
+            out.push(Link {
+                bucket: dec(bucket),
+                key: dec(key),
+                tag: dec(&tag),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn enc(b: &[u8]) -> String {
+    percent_encoding::percent_encode(b, NON_ALPHANUMERIC).to_string()
+}
+
+fn bucket_path(family: Family, b: &Bucket) -> String {
+    match family {
+        Family::Typed => format!("/types/{}/buckets/{}", enc(&b.btype), enc(&b.name)),
+        Family::Buckets => format!("/buckets/{}", enc(&b.name)),
+        Family::Legacy => format!("/riak/{}", enc(&b.name)),
+    }
+}
+
+fn object_path(family: Family, b: &Bucket, key: &[u8]) -> String {
+    match family {
+        Family::Legacy => format!("/riak/{}/{}", enc(&b.name), enc(key)),
+        _ => format!("{}/keys/{}", bucket_path(family, b), enc(key)),
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn bad(e: impl std::fmt::Display) -> HttpError {
+    HttpError::bad_request(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_and_charset_are_split() {
+        let (ct, cs) = split_content_type(&HeaderValue::from_static("text/plain; charset=utf-8")).unwrap();
+        assert_eq!(ct.as_ref(), b"text/plain");
+        assert_eq!(cs.as_deref(), Some(&b"utf-8"[..]));
+        let (ct, cs) = split_content_type(&HeaderValue::from_static("application/json")).unwrap();
+        assert_eq!(ct.as_ref(), b"application/json");
+        assert!(cs.is_none());
+    }
+
+    #[test]
+    fn links_parse_from_all_url_families() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::LINK,
+            HeaderValue::from_static(
+                "</riak/b>; rel=\"up\", </riak/b1/k1>; riaktag=\"t1\", </buckets/b2/keys/k%202>; riaktag=\"t2\"",
+            ),
+        );
+        let links = links_from(&h).unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[1].key.as_ref(), b"k 2");
+        assert_eq!(links[0].tag.as_ref(), b"t1");
+        h.insert(header::LINK, HeaderValue::from_static("garbage; riaktag=\"x\""));
+        assert!(links_from(&h).is_err());
+    }
+
+    #[test]
+    fn indexes_validate_integer_fields() {
+        let mut h = HeaderMap::new();
+        h.insert("x-riak-index-age_int", HeaderValue::from_static("42, 7"));
+        h.insert("x-riak-index-name_bin", HeaderValue::from_static("bob"));
+        let idx = indexes_from(&h).unwrap();
+        assert_eq!(idx.len(), 3);
+        h.insert("x-riak-index-age_int", HeaderValue::from_static("old"));
+        assert!(indexes_from(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.insert("x-riak-index-nosuffix", HeaderValue::from_static("1"));
+        assert!(indexes_from(&h).is_err());
+    }
+
+    #[test]
+    fn header_names_are_canonicalised_for_multipart() {
+        assert_eq!(canonical_header_name("x-riak-meta-foo"), "X-Riak-Meta-Foo");
+        assert_eq!(canonical_header_name("etag"), "Etag");
+    }
+}

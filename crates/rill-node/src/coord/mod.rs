@@ -1,0 +1,45 @@
+//! Request coordinators: the drivers that take a client request through the ring, the replicas
+//! and the pure quorum state machines of `rill_core::fsm`, one module per operation.
+
+mod delete;
+mod get;
+mod list;
+mod put;
+
+pub use list::KeyChunks;
+
+use rill_core::merge::MergeOptions;
+use rill_core::props::{BucketProps, Quorum, QuorumError};
+
+use crate::error::{NodeError, NodeResult};
+
+/// The request's n_val: the bucket's, or a smaller one the request asked for.
+pub(crate) fn resolve_n(requested: Option<u32>, props: &BucketProps) -> NodeResult<u32> {
+    match requested {
+        None => Ok(props.n_val),
+        Some(n) if n >= 1 && n <= props.n_val => Ok(n),
+        Some(n) => Err(NodeError::BadRequest(format!(
+            "n_val {n} is not between 1 and the bucket's n_val {}",
+            props.n_val
+        ))),
+    }
+}
+
+/// A quorum parameter as a number: the request's value, else the bucket's, against `n`.
+pub(crate) fn resolve_quorum(
+    name: &'static str,
+    requested: Option<Quorum>,
+    bucket: Quorum,
+    n: u32,
+) -> Result<u32, QuorumError> {
+    requested.unwrap_or(bucket).resolve(name, n, bucket)
+}
+
+/// The merge rules a bucket's properties imply.
+pub(crate) fn merge_options(props: &BucketProps) -> MergeOptions {
+    MergeOptions {
+        allow_mult: props.allow_mult,
+        last_write_wins: props.last_write_wins,
+        dvv_enabled: props.dvv_enabled,
+    }
+}

@@ -1,0 +1,267 @@
+//! Bucket types and bucket properties: the node's metadata, persisted in the backend's metadata
+//! store and cached in memory, because every request needs its bucket's effective properties.
+//!
+//! A bucket's effective properties are its type's properties overlaid with the properties set on
+//! the bucket itself. Only the explicitly set ones are stored per bucket (as a JSON patch), so a
+//! later change to the type reaches every bucket that did not override that property, and a
+//! reset simply drops the patch. The `default` type always exists, is always active, and has
+//! Riak's defaults; created types start from Riak's defaults for created types.
+//!
+//! Clustering will gossip this state; the API here (read effective props, apply a change) stays.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use rill_core::bkey::{Bucket, DEFAULT_TYPE};
+use rill_core::props::BucketProps;
+use rill_storage::PartitionStore;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{NodeError, NodeResult};
+
+/// A bucket type's definition and status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BucketType {
+    /// The JSON patch the type was created and updated with (over Riak's created-type defaults).
+    pub patch: Value,
+    pub active: bool,
+}
+
+/// Status of a bucket type as `bucket-type status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeStatus {
+    Active,
+    Created,
+}
+
+const TYPE_KEY: &str = "type/";
+const BUCKET_KEY: &[u8] = b"bucket/";
+
+/// The node's bucket metadata.
+pub struct Metadata {
+    store: Arc<dyn PartitionStore>,
+    state: RwLock<State>,
+}
+
+#[derive(Default)]
+struct State {
+    types: BTreeMap<String, BucketType>,
+    bucket_patches: HashMap<Bucket, Value>,
+    /// Effective props per bucket, computed on first use; cleared on any change.
+    cache: HashMap<Bucket, Arc<BucketProps>>,
+}
+
+impl Metadata {
+    /// Loads every stored type and bucket patch.
+    pub fn load(store: Arc<dyn PartitionStore>) -> NodeResult<Self> {
+        let mut state = State::default();
+        for item in store.scan_prefix(TYPE_KEY.as_bytes()) {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k[TYPE_KEY.len()..]).into_owned();
+            let t: BucketType = serde_json::from_slice(&v)
+                .map_err(|e| NodeError::Corrupt(format!("bucket type {name}: {e}")))?;
+            state.types.insert(name, t);
+        }
+        for item in store.scan_prefix(BUCKET_KEY) {
+            let (k, v) = item?;
+            let bucket = decode_bucket(&k[BUCKET_KEY.len()..])?;
+            let patch: Value = serde_json::from_slice(&v)
+                .map_err(|e| NodeError::Corrupt(format!("bucket props: {e}")))?;
+            state.bucket_patches.insert(bucket, patch);
+        }
+        Ok(Metadata {
+            store,
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The effective properties of a bucket; fails for unknown or inactive types.
+    pub fn bucket_props(&self, bucket: &Bucket) -> NodeResult<Arc<BucketProps>> {
+        if let Some(p) = self.state.read().cache.get(bucket) {
+            return Ok(p.clone());
+        }
+        let mut state = self.state.write();
+        let props = Arc::new(state.effective(bucket)?);
+        state.cache.insert(bucket.clone(), props.clone());
+        Ok(props)
+    }
+
+    /// Sets (some of) a bucket's properties from a `{"props":{...}}`-style inner object.
+    pub fn set_bucket_props(&self, bucket: &Bucket, patch: &Value) -> NodeResult<()> {
+        let mut state = self.state.write();
+        let type_props = state.type_props(&bucket.btype)?;
+        let mut merged = state.bucket_patches.get(bucket).cloned().unwrap_or(Value::Object(Default::default()));
+        merge_patch(&mut merged, patch)?;
+        // Validate the whole result against the type, so immutable props stay put.
+        let new = type_props.apply_json_patch(&merged)?;
+        BucketProps::validate_update(&type_props, &new)?;
+        self.store
+            .put(&bucket_meta_key(bucket), &serde_json::to_vec(&merged).expect("json"))?;
+        state.bucket_patches.insert(bucket.clone(), merged);
+        state.cache.remove(bucket);
+        Ok(())
+    }
+
+    /// Drops a bucket's own properties: it goes back to its type's.
+    pub fn reset_bucket_props(&self, bucket: &Bucket) -> NodeResult<()> {
+        let mut state = self.state.write();
+        state.type_props(&bucket.btype)?;
+        self.store.delete(&bucket_meta_key(bucket))?;
+        state.bucket_patches.remove(bucket);
+        state.cache.remove(bucket);
+        Ok(())
+    }
+
+    /// The properties of a bucket type itself (any status).
+    pub fn type_props(&self, name: &str) -> NodeResult<(BucketProps, TypeStatus)> {
+        let state = self.state.read();
+        if name == DEFAULT_TYPE {
+            return Ok((BucketProps::default(), TypeStatus::Active));
+        }
+        let t = state
+            .types
+            .get(name)
+            .ok_or_else(|| NodeError::UnknownBucketType(name.to_string()))?;
+        let props = BucketProps::created_type().apply_json_patch(&t.patch)?;
+        let status = if t.active { TypeStatus::Active } else { TypeStatus::Created };
+        Ok((props, status))
+    }
+
+    /// Creates a bucket type (status `created`; it must be activated before use).
+    pub fn create_type(&self, name: &str, patch: &Value) -> NodeResult<()> {
+        check_type_name(name)?;
+        let mut state = self.state.write();
+        if name == DEFAULT_TYPE || state.types.get(name).is_some_and(|t| t.active) {
+            return Err(NodeError::BadRequest(format!(
+                "Bucket type {name} already exists and is active"
+            )));
+        }
+        BucketProps::created_type().apply_json_patch(patch)?;
+        let t = BucketType {
+            patch: patch.clone(),
+            active: false,
+        };
+        self.persist_type(name, &t)?;
+        state.types.insert(name.to_string(), t);
+        Ok(())
+    }
+
+    /// Activates a created bucket type.
+    pub fn activate_type(&self, name: &str) -> NodeResult<()> {
+        let mut state = self.state.write();
+        if name == DEFAULT_TYPE {
+            return Ok(());
+        }
+        let mut t = state
+            .types
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownBucketType(name.to_string()))?;
+        t.active = true;
+        self.persist_type(name, &t)?;
+        state.types.insert(name.to_string(), t);
+        state.cache.clear();
+        Ok(())
+    }
+
+    /// Updates a bucket type's properties (immutable ones excepted).
+    pub fn update_type(&self, name: &str, patch: &Value) -> NodeResult<()> {
+        let mut state = self.state.write();
+        if name == DEFAULT_TYPE {
+            return Err(NodeError::BadRequest(
+                "the default bucket type cannot be updated; set bucket properties instead".into(),
+            ));
+        }
+        let mut t = state
+            .types
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NodeError::UnknownBucketType(name.to_string()))?;
+        let old = BucketProps::created_type().apply_json_patch(&t.patch)?;
+        merge_patch(&mut t.patch, patch)?;
+        let new = BucketProps::created_type().apply_json_patch(&t.patch)?;
+        BucketProps::validate_update(&old, &new)?;
+        self.persist_type(name, &t)?;
+        state.types.insert(name.to_string(), t);
+        state.cache.clear();
+        Ok(())
+    }
+
+    /// Every bucket type with its status, `default` first.
+    pub fn list_types(&self) -> Vec<(String, TypeStatus)> {
+        let state = self.state.read();
+        let mut out = vec![(DEFAULT_TYPE.to_string(), TypeStatus::Active)];
+        out.extend(state.types.iter().map(|(n, t)| {
+            let s = if t.active { TypeStatus::Active } else { TypeStatus::Created };
+            (n.clone(), s)
+        }));
+        out
+    }
+
+    /// Checks that a bucket type exists and is active (for listing buckets of a type).
+    pub fn check_type_active(&self, name: &str) -> NodeResult<()> {
+        self.state.read().type_props(&Bytes::copy_from_slice(name.as_bytes())).map(|_| ())
+    }
+
+    fn persist_type(&self, name: &str, t: &BucketType) -> NodeResult<()> {
+        let key = format!("{TYPE_KEY}{name}");
+        self.store
+            .put(key.as_bytes(), &serde_json::to_vec(t).expect("json"))?;
+        Ok(())
+    }
+}
+
+impl State {
+    /// The properties of an active type, for use by a bucket.
+    fn type_props(&self, btype: &Bytes) -> NodeResult<BucketProps> {
+        if btype.as_ref() == DEFAULT_TYPE.as_bytes() {
+            return Ok(BucketProps::default());
+        }
+        let name = String::from_utf8_lossy(btype).into_owned();
+        match self.types.get(&name) {
+            None => Err(NodeError::UnknownBucketType(name)),
+            Some(t) if !t.active => Err(NodeError::InactiveBucketType(name)),
+            Some(t) => Ok(BucketProps::created_type().apply_json_patch(&t.patch)?),
+        }
+    }
+
+    fn effective(&self, bucket: &Bucket) -> NodeResult<BucketProps> {
+        let type_props = self.type_props(&bucket.btype)?;
+        match self.bucket_patches.get(bucket) {
+            Some(patch) => Ok(type_props.apply_json_patch(patch)?),
+            None => Ok(type_props),
+        }
+    }
+}
+
+/// Merges the top-level fields of `patch` (an object) into `into`.
+fn merge_patch(into: &mut Value, patch: &Value) -> NodeResult<()> {
+    let (Value::Object(into), Value::Object(patch)) = (into, patch) else {
+        return Err(NodeError::BadRequest("properties must be a JSON object".into()));
+    };
+    for (k, v) in patch {
+        into.insert(k.clone(), v.clone());
+    }
+    Ok(())
+}
+
+fn check_type_name(name: &str) -> NodeResult<()> {
+    if name.is_empty() || name.len() > 255 || name.contains('/') {
+        return Err(NodeError::BadRequest(format!("invalid bucket type name: {name:?}")));
+    }
+    Ok(())
+}
+
+fn bucket_meta_key(bucket: &Bucket) -> Vec<u8> {
+    let mut k = BUCKET_KEY.to_vec();
+    k.extend_from_slice(&bucket.storage_prefix());
+    k
+}
+
+fn decode_bucket(raw: &[u8]) -> NodeResult<Bucket> {
+    Bucket::from_storage_prefix(raw)
+        .map_err(|e| NodeError::Corrupt(format!("bucket metadata key: {e}")))
+}

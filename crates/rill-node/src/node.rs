@@ -1,0 +1,206 @@
+//! The node: the ring, its vnodes, the bucket metadata and the statistics, and the entry points
+//! the protocol layers call (`get`, `put`, `delete`, listing, properties).
+//!
+//! A request's path: the protocol layer builds a [`crate::request`] value and calls the node; the
+//! coordinator for that operation (in [`crate::coord`]) resolves the bucket's properties and the
+//! request's quorums, computes the preference list from the ring, addresses each replica through
+//! [`Node::replica`], feeds the replies into the pure quorum state machine from `rill_core::fsm`,
+//! and answers as soon as the machine decides. Replicas are reached through one seam
+//! ([`Replica`]), so that when clustering arrives a remote vnode is addressed exactly like a
+//! local one.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rill_core::bkey::BKey;
+use rill_core::object::RiakObject;
+use rill_core::ring::{NodeName, PartitionId, PreflistEntry, Ring};
+use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, MemoryBackend};
+use tokio::sync::watch;
+
+use crate::config::{BackendKind, NodeConfig};
+use crate::error::{NodeError, NodeResult};
+use crate::metadata::Metadata;
+use crate::stats::Stats;
+use crate::vnode::Vnode;
+
+/// A running node. Cheap to clone: every clone is a handle to the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: NodeConfig,
+    pub(crate) name: NodeName,
+    pub(crate) ring: Ring,
+    pub(crate) backend: Arc<dyn Backend>,
+    /// Vnodes of the partitions this node holds, indexed by partition id.
+    pub(crate) vnodes: Vec<Option<Arc<Vnode>>>,
+    pub(crate) metadata: Metadata,
+    pub(crate) stats: Stats,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// How a coordinator reaches one replica of a preference list.
+pub(crate) enum Replica<'a> {
+    Local(&'a Vnode),
+}
+
+/// What a node found in its data directory when it started.
+#[derive(Debug, Clone)]
+pub struct StartupReport {
+    pub partitions_on_disk: usize,
+    pub objects_estimate: u64,
+}
+
+impl Node {
+    /// Opens the backend, the metadata and one vnode per partition this node owns.
+    pub fn start(config: NodeConfig) -> NodeResult<(Node, StartupReport)> {
+        let name = NodeName::from(config.name.as_str());
+        let ring = Ring::new_single(config.ring_size, name.clone())
+            .map_err(|e| NodeError::BadRequest(format!("ring: {e}")))?;
+        let backend: Arc<dyn Backend> = match config.backend {
+            BackendKind::Fjall => Arc::new(FjallBackend::open(
+                &config.data_dir,
+                FjallConfig {
+                    cache_bytes: config.cache_bytes,
+                    ..FjallConfig::default()
+                },
+            )?),
+            BackendKind::Memory => Arc::new(MemoryBackend::default()),
+        };
+        let on_disk = backend.partitions()?.len();
+        let metadata = Metadata::load(backend.metadata())?;
+        let meta_store = backend.metadata();
+        let mut vnodes = Vec::with_capacity(ring.size() as usize);
+        let mut objects = 0;
+        for p in 0..ring.size() {
+            if ring.owner(p) != &name {
+                vnodes.push(None);
+                continue;
+            }
+            let store = backend.open_partition(p)?;
+            objects += store.approximate_len();
+            let vnode = Vnode::open(p, store, meta_store.as_ref(), rand::random)?;
+            vnodes.push(Some(Arc::new(vnode)));
+        }
+        let (shutdown, _) = watch::channel(false);
+        let node = Node {
+            inner: Arc::new(Inner {
+                config,
+                name,
+                ring,
+                backend,
+                vnodes,
+                metadata,
+                stats: Stats::default(),
+                shutdown,
+            }),
+        };
+        let report = StartupReport {
+            partitions_on_disk: on_disk,
+            objects_estimate: objects,
+        };
+        Ok((node, report))
+    }
+
+    pub fn name(&self) -> &NodeName {
+        &self.inner.name
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.inner.ring
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// The name of the storage backend in use.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// Whether a node is reachable. A single node only knows itself; the failure detector
+    /// of the clustering layer will answer this for peers.
+    pub(crate) fn is_up(&self, node: &NodeName) -> bool {
+        *node == self.inner.name
+    }
+
+    /// The annotated preference list (primaries and fallbacks) for a key with `n` replicas.
+    pub fn preflist(&self, bkey: &BKey, n: u32) -> Vec<PreflistEntry> {
+        self.inner.ring.apl(&bkey.chash(), n, |node| self.is_up(node))
+    }
+
+    /// Resolves a preference-list entry to something a coordinator can call.
+    pub(crate) fn replica(&self, entry: &PreflistEntry) -> NodeResult<Replica<'_>> {
+        if entry.node != self.inner.name {
+            return Err(NodeError::BadRequest(format!(
+                "node {} is not reachable from {}",
+                entry.node, self.inner.name
+            )));
+        }
+        self.local_vnode(entry.partition).map(Replica::Local)
+    }
+
+    pub(crate) fn local_vnode(&self, p: PartitionId) -> NodeResult<&Vnode> {
+        self.inner
+            .vnodes
+            .get(p as usize)
+            .and_then(|v| v.as_deref())
+            .ok_or_else(|| NodeError::BadRequest(format!("partition {p} is not held here")))
+    }
+
+    /// Every vnode held here.
+    pub(crate) fn vnodes(&self) -> impl Iterator<Item = &Arc<Vnode>> {
+        self.inner.vnodes.iter().flatten()
+    }
+
+    /// Waits until every write made so far is durable at the configured level (group commit).
+    pub(crate) async fn commit(&self) -> NodeResult<()> {
+        let level = if self.inner.config.sync_writes {
+            Durability::Synced
+        } else {
+            Durability::Buffered
+        };
+        self.inner.backend.commit(level).await?;
+        Ok(())
+    }
+
+    /// Wall-clock time in microseconds since the Unix epoch.
+    pub(crate) fn now_us(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    }
+
+    /// A receiver that turns true when the node shuts down (background tasks watch it).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Stops background work and makes everything written so far durable.
+    pub async fn shutdown(&self) -> NodeResult<()> {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.backend.commit(Durability::Synced).await?;
+        Ok(())
+    }
+}
+
+/// Strips values from an object, for `head` requests.
+pub(crate) fn head_only(mut obj: RiakObject) -> RiakObject {
+    for c in &mut obj.contents {
+        c.value = bytes::Bytes::new();
+    }
+    obj
+}

@@ -1,0 +1,193 @@
+//! `rill start` settings: every one has a default, and each can come from the TOML file named by
+//! `--config`, from an environment variable (`RILL_*`) or from a flag. A flag or variable beats the
+//! file, the file beats the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rill_api::http::HttpConfig;
+use rill_api::pb::server::PbConfig;
+use rill_node::{BackendKind, DeleteMode, NodeConfig};
+use serde::Deserialize;
+
+/// Flags of `rill start` (each also read from its environment variable).
+#[derive(Args, Debug, Default)]
+pub struct StartArgs {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "RILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node name [default: rill@127.0.0.1]
+    #[arg(long, env = "RILL_NAME")]
+    pub name: Option<String>,
+    /// HTTP API listen address [default: 127.0.0.1:8098]
+    #[arg(long, env = "RILL_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Protocol Buffers API listen address [default: 127.0.0.1:8087]
+    #[arg(long, env = "RILL_PB")]
+    pub pb: Option<SocketAddr>,
+    /// Data directory [default: ./data]
+    #[arg(long, env = "RILL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ring size: number of partitions, a power of two in 8..=1024 [default: 64]
+    #[arg(long, env = "RILL_RING_SIZE")]
+    pub ring_size: Option<u32>,
+    /// Storage backend: fjall (durable) or memory [default: fjall]
+    #[arg(long, env = "RILL_BACKEND")]
+    pub backend: Option<String>,
+    /// Acknowledge writes only after fsync (group-committed) [default: false]
+    #[arg(long, env = "RILL_SYNC")]
+    pub sync: Option<bool>,
+    /// Storage block cache in MiB [default: 64]
+    #[arg(long, env = "RILL_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+    /// Tombstone reaping: milliseconds (e.g. 3000), `keep` or `immediate` [default: 3000]
+    #[arg(long, env = "RILL_DELETE_MODE")]
+    pub delete_mode: Option<String>,
+    /// Serve the admin endpoints to non-loopback clients too [default: false]
+    #[arg(long, env = "RILL_ADMIN_REMOTE")]
+    pub admin_remote: Option<bool>,
+    /// Log filter, e.g. `info` or `rill_node=debug` [default: info]
+    #[arg(long, env = "RILL_LOG")]
+    pub log: Option<String>,
+}
+
+/// The same settings as read from the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: Option<String>,
+    http: Option<SocketAddr>,
+    pb: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    ring_size: Option<u32>,
+    backend: Option<String>,
+    sync: Option<bool>,
+    cache_mb: Option<u64>,
+    delete_mode: Option<String>,
+    admin_remote: Option<bool>,
+    log: Option<String>,
+}
+
+/// Everything `rill start` needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub node: NodeConfig,
+    pub http_addr: SocketAddr,
+    pub pb_addr: SocketAddr,
+    pub http: HttpConfig,
+    pub pb: PbConfig,
+    pub log: String,
+}
+
+impl Settings {
+    pub fn resolve(args: StartArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut node = NodeConfig::default();
+        if let Some(v) = args.name.or(file.name) {
+            node.name = v;
+        }
+        if let Some(v) = args.data_dir.or(file.data_dir) {
+            node.data_dir = v;
+        }
+        if let Some(v) = args.ring_size.or(file.ring_size) {
+            node.ring_size = v;
+        }
+        if let Some(v) = args.backend.or(file.backend) {
+            node.backend = match v.as_str() {
+                "fjall" => BackendKind::Fjall,
+                "memory" => BackendKind::Memory,
+                other => bail!("unknown backend {other:?}: use fjall or memory"),
+            };
+        }
+        if let Some(v) = args.sync.or(file.sync) {
+            node.sync_writes = v;
+        }
+        if let Some(v) = args.cache_mb.or(file.cache_mb) {
+            node.cache_bytes = v * 1024 * 1024;
+        }
+        if let Some(v) = args.delete_mode.or(file.delete_mode) {
+            node.delete_mode = parse_delete_mode(&v)?;
+        }
+        let http = HttpConfig {
+            admin_remote: args.admin_remote.or(file.admin_remote).unwrap_or(false),
+            max_body: node.limits.size_max as usize + 1024 * 1024,
+        };
+        let pb = PbConfig {
+            max_frame: node.limits.size_max as usize + 1024 * 1024,
+        };
+        Ok(Settings {
+            node,
+            http_addr: args.http.or(file.http).unwrap_or(([127, 0, 0, 1], 8098).into()),
+            pb_addr: args.pb.or(file.pb).unwrap_or(([127, 0, 0, 1], 8087).into()),
+            http,
+            pb,
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn parse_delete_mode(v: &str) -> anyhow::Result<DeleteMode> {
+    match v {
+        "keep" => Ok(DeleteMode::Keep),
+        "immediate" => Ok(DeleteMode::Immediate),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| DeleteMode::After(Duration::from_millis(ms)))
+            .map_err(|_| anyhow::anyhow!("delete_mode must be milliseconds, keep or immediate, not {ms:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_file_or_flags() {
+        let s = Settings::resolve(StartArgs::default()).unwrap();
+        assert_eq!(s.node.name, "rill@127.0.0.1");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8098");
+        assert_eq!(s.pb_addr.to_string(), "127.0.0.1:8087");
+        assert_eq!(s.node.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.node.ring_size, 64);
+        assert_eq!(s.node.backend, BackendKind::Fjall);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rill.toml");
+        std::fs::write(&path, "ring_size = 16\nname = \"a@h\"\ndelete_mode = \"keep\"\n").unwrap();
+        let args = StartArgs {
+            config: Some(path),
+            ring_size: Some(32),
+            ..StartArgs::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.node.ring_size, 32);
+        assert_eq!(s.node.name, "a@h");
+        assert_eq!(s.node.delete_mode, DeleteMode::Keep);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rill.toml");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let err = Settings::resolve(StartArgs { config: Some(path), ..StartArgs::default() }).unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_setting"), "{err:#}");
+        let err = Settings::resolve(StartArgs { backend: Some("rocks".into()), ..StartArgs::default() });
+        assert!(err.is_err());
+        assert!(parse_delete_mode("soon").is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! `rill start`: open the node, serve HTTP and PB, stop cleanly on SIGINT/SIGTERM.
+
+use anyhow::Context;
+use rill_node::Node;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::{Settings, StartArgs};
+
+pub fn run(args: StartArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&settings.log).context("--log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(settings))
+}
+
+async fn serve(s: Settings) -> anyhow::Result<()> {
+    let (node, report) = Node::start(s.node.clone()).context("opening the node")?;
+    info!(
+        name = %node.name(),
+        data_dir = %s.node.data_dir.display(),
+        backend = node.backend_name(),
+        ring_size = node.ring().size(),
+        partitions_on_disk = report.partitions_on_disk,
+        objects = report.objects_estimate,
+        "node opened"
+    );
+    let http = TcpListener::bind(s.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP to {}", s.http_addr))?;
+    let pb = TcpListener::bind(s.pb_addr)
+        .await
+        .with_context(|| format!("binding PB to {}", s.pb_addr))?;
+    info!(http = %http.local_addr()?, pb = %pb.local_addr()?, "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let http_task = tokio::spawn(rill_api::http::serve(http, node.clone(), s.http, stopped(stop_rx.clone())));
+    let pb_task = tokio::spawn(rill_api::pb::server::serve(pb, node.clone(), s.pb, stopped(stop_rx)));
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    let _ = pb_task.await;
+    node.shutdown().await.context("flushing storage")?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,171 @@
+//! Test harness: starts the real `rill` binary on free loopback ports and talks to it over raw
+//! HTTP (ureq) and raw Protocol Buffers frames.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use prost::Message;
+use rill_api::pb::{MessageCode, Request};
+
+/// A running node; killed when dropped.
+pub struct TestNode {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub pb: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// A node with a fresh data directory.
+    pub fn start(extra: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut n = TestNode::start_in(&dir, extra);
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// A node on an existing data directory (for restarts).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
+        cmd.arg("start")
+            .args(["--http", "127.0.0.1:0", "--pb", "127.0.0.1:0", "--ring-size", "16"])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(extra)
+            .env("RILL_LOG", "info")
+            .env_remove("RILL_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning rill");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && line.contains("listening") {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+                if std::env::var_os("RILL_TEST_LOG").is_some() {
+                    eprintln!("[node] {line}");
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("node did not report listening");
+        TestNode {
+            child,
+            http: field(&line, "http="),
+            pb: field(&line, "pb="),
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns whether the process exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn pb(&self) -> PbClient {
+        PbClient::connect(self.pb)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field(line: &str, name: &str) -> SocketAddr {
+    let start = line.find(name).expect("address field") + name.len();
+    let rest = &line[start..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].parse().expect("socket address")
+}
+
+/// An HTTP agent that returns every status as a response.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A raw PB client: frames requests, reads response frames.
+pub struct PbClient {
+    pub stream: TcpStream,
+}
+
+impl PbClient {
+    pub fn connect(addr: SocketAddr) -> PbClient {
+        let stream = TcpStream::connect(addr).expect("connect PB");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        PbClient { stream }
+    }
+
+    pub fn send(&mut self, req: &Request) {
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf).expect("encode");
+        self.stream.write_all(&buf).unwrap();
+    }
+
+    pub fn send_raw(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).unwrap();
+    }
+
+    /// Reads one frame: (code, body).
+    pub fn recv(&mut self) -> (u8, Bytes) {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).expect("frame length");
+        let len = u32::from_be_bytes(len) as usize;
+        let mut frame = vec![0u8; len];
+        self.stream.read_exact(&mut frame).expect("frame body");
+        let mut b = Bytes::from(frame);
+        let code = b.get_u8();
+        (code, b)
+    }
+
+    /// Sends a request and decodes the response as `M`, panicking on an error response.
+    pub fn call<M: Message + Default>(&mut self, req: &Request, expect: MessageCode) -> M {
+        self.send(req);
+        let (code, body) = self.recv();
+        if code == MessageCode::ErrorResp.as_u8() {
+            let e = rill_api::pb::riak::RpbErrorResp::decode(body).unwrap();
+            panic!("error response: {}", String::from_utf8_lossy(&e.errmsg));
+        }
+        assert_eq!(code, expect.as_u8(), "unexpected response code");
+        M::decode(body).expect("decode response")
+    }
+
+    /// Sends a request that must fail; returns the error message.
+    pub fn call_err(&mut self, req: &Request) -> String {
+        self.send(req);
+        let (code, body) = self.recv();
+        assert_eq!(code, MessageCode::ErrorResp.as_u8(), "expected an error response");
+        let e = rill_api::pb::riak::RpbErrorResp::decode(body).unwrap();
+        String::from_utf8_lossy(&e.errmsg).into_owned()
+    }
+}
