@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Closed,
     /// An earlier write failed in a way that left the engine refusing all writes until restart.
     Poisoned,
+    /// The request cannot be stored as given (empty or oversized key, oversized value).
+    InvalidInput,
 }
 
 /// A storage failure: a stable [`ErrorKind`] plus a human-readable message.

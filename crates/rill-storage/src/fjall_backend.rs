@@ -55,6 +55,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::group_commit::{CommitStats, GroupCommitter};
+use crate::limits::{check_put, storable_key};
 use crate::scan::scan_bounds;
 use crate::{
     Backend, Durability, ErrorKind, KeyIter, KvIter, PartitionId, PartitionStore, StorageError,
@@ -289,14 +290,21 @@ impl FjallPartition {
 
 impl PartitionStore for FjallPartition {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        if !storable_key(key) {
+            return Ok(None);
+        }
         Ok(self.keyspace.get(key)?.map(Bytes::from))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        check_put(key, value)?;
         self.faults.check(self.keyspace.insert(key, value))
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), StorageError> {
+        if !storable_key(key) {
+            return Ok(());
+        }
         self.faults.check(self.keyspace.remove(key))
     }
 

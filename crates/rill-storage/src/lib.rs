@@ -17,6 +17,7 @@
 mod error;
 mod fjall_backend;
 mod group_commit;
+mod limits;
 mod memory;
 mod scan;
 
@@ -28,6 +29,7 @@ use futures::future::BoxFuture;
 pub use error::{ErrorKind, StorageError};
 pub use fjall_backend::{FjallBackend, FjallConfig};
 pub use group_commit::CommitStats;
+pub use limits::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use memory::MemoryBackend;
 
 /// Index of a ring partition (a vnode's share of the key space).
@@ -83,10 +85,12 @@ pub trait PartitionStore: Send + Sync {
     /// The value stored under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError>;
 
-    /// Stores `value` under `key`, replacing any previous value.
+    /// Stores `value` under `key`, replacing any previous value. Keys must be 1 to
+    /// [`MAX_KEY_LEN`] bytes and values at most [`MAX_VALUE_LEN`] bytes
+    /// ([`ErrorKind::InvalidInput`] otherwise).
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
 
-    /// Removes `key`; removing an absent key is not an error.
+    /// Removes `key`; removing an absent (or unstorable) key is not an error.
     fn delete(&self, key: &[u8]) -> Result<(), StorageError>;
 
     /// Every pair whose key starts with `prefix`, in ascending key order.

@@ -18,6 +18,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 
+use crate::limits::{check_put, storable_key};
 use crate::scan::{KeyBounds, resume_after, scan_bounds};
 use crate::{Backend, Durability, KeyIter, KvIter, PartitionId, PartitionStore, StorageError};
 
@@ -138,6 +139,7 @@ impl PartitionStore for MemoryPartition {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        check_put(key, value)?;
         self.check_open()?;
         self.map
             .write()
@@ -146,6 +148,9 @@ impl PartitionStore for MemoryPartition {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), StorageError> {
+        if !storable_key(key) {
+            return Ok(());
+        }
         self.check_open()?;
         self.map.write().remove(key);
         Ok(())
