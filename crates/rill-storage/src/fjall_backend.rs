@@ -63,6 +63,8 @@ use crate::{
 
 /// fjall refuses (panics on) a journal limit below this.
 const MIN_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Memtables smaller than this would flush (and write a table file) every few writes.
+const MIN_MEMTABLE_BYTES: u64 = 1024 * 1024;
 /// Name of the metadata keyspace; partition keyspaces are `p{id}`.
 const META_KEYSPACE: &str = "meta";
 
@@ -76,7 +78,7 @@ pub struct FjallConfig {
     /// Total journal size past which quiet partitions are forced to flush (at least 64 MiB;
     /// smaller values are raised to that).
     pub max_journal_bytes: u64,
-    /// Size at which one partition's memtable is flushed to disk.
+    /// Size at which one partition's memtable is flushed to disk (at least 1 MiB).
     pub max_memtable_bytes: u64,
     /// fjall's flush and compaction threads (at least 1).
     pub worker_threads: usize,
@@ -117,7 +119,7 @@ impl FjallBackend {
             .worker_threads(config.worker_threads.max(1))
             .open()?;
         let keyspace_options = KeyspaceOptions {
-            max_memtable_bytes: config.max_memtable_bytes,
+            max_memtable_bytes: config.max_memtable_bytes.max(MIN_MEMTABLE_BYTES),
         };
         let faults = Arc::new(Faults::default());
         let meta = Arc::new(FjallPartition {

@@ -454,3 +454,26 @@ proptest! {
         check_against_model(&mut fjall(), &ops)?;
     }
 }
+
+/// Dropping a partition deletes its files once the last handle to it is gone, so handed-off
+/// data does not linger on disk.
+#[test]
+fn fjall_drop_partition_deletes_its_files() {
+    let h = fjall();
+    let keyspace_dirs = || {
+        std::fs::read_dir(h.dir.path().join("keyspaces"))
+            .expect("fjall keeps keyspaces in `keyspaces/`")
+            .count()
+    };
+    let backend = h.backend();
+    let store = backend.open_partition(1).expect("open");
+    backend.open_partition(2).expect("open");
+    for i in 0..1000u32 {
+        store.put(&i.to_be_bytes(), &[7; 100]).expect("put");
+    }
+    let before = keyspace_dirs();
+    backend.drop_partition(1).expect("drop");
+    assert_eq!(keyspace_dirs(), before, "a live handle keeps the files");
+    drop(store);
+    assert_eq!(keyspace_dirs(), before - 1);
+}
