@@ -1,0 +1,372 @@
+//! The durable backend: one fjall database per node, one keyspace per partition.
+//!
+//! Layout: keyspace `p{id}` holds partition `id`, keyspace `meta` holds node metadata. All
+//! keyspaces share fjall's single journal (write-ahead log), so one fsync makes every
+//! partition's writes durable; [`Backend::commit`] builds group commit on that (see
+//! [`crate::group_commit`]). At restart [`Backend::partitions`] lists the `p{id}` keyspaces fjall
+//! recovered.
+//!
+//! # Durability facts (fjall 3.1, established from its source)
+//!
+//! - A plain `Keyspace::insert`/`remove` appends its record to the journal's userspace
+//!   `BufWriter` and then, because keyspaces default to `manual_journal_persist = false`, calls
+//!   `persist(PersistMode::Buffer)` under the journal lock before returning, which flushes that
+//!   buffer with `write(2)`. So a write that returned is in the OS page cache and survives
+//!   `kill -9`. We keep that default; [`Durability::Buffered`] commits therefore have nothing
+//!   left to do and resolve at once (the kill test in `tests/` checks this end to end).
+//! - fjall 3 has no background fsync timer (fjall 2's `fsync_ms` is gone). The journal is only
+//!   fsynced by an explicit `Database::persist(SyncData | SyncAll)`, on journal rotation, when a
+//!   memtable flush starts, and when the database is dropped. [`Durability::Synced`] commits
+//!   go to the group-commit thread, which calls `persist(PersistMode::SyncData)`: the journal
+//!   is created and pre-sized with `fsync` and new journals are made durable with a directory
+//!   fsync on rotation, so `fdatasync` of the active journal suffices.
+//! - A failed journal write or flush *poisons* the database: every later write fails with
+//!   `Poisoned` until the process reopens it. We remember the kind of the first failure
+//!   (for instance [`ErrorKind::NoSpace`]) and report later poisoned writes with that kind, so
+//!   a full disk keeps being reported as a full disk.
+//!
+//! # Settings, and fjall issue #288 (journals pinned by idle keyspaces)
+//!
+//! A journal file can only be deleted once every keyspace with records in it has flushed its
+//! memtable. A node has dozens of partitions, many of them quiet; a quiet keyspace with a small
+//! memtable never reaches its own flush threshold, so it pins old journals. fjall bounds this
+//! with `max_journaling_size`: past it, the keyspaces pinning the oldest journal are forced to
+//! flush. Hence:
+//! - `max_journal_bytes` defaults to 128 MiB (fjall: 512 MiB, minimum 64 MiB). The journal is
+//!   replayed in full at startup, so this bounds restart time, and since every memtable byte is
+//!   also in a live journal it bounds memtable memory across all partitions as well.
+//! - `max_memtable_bytes` defaults to 16 MiB per keyspace (fjall: 64 MiB): dozens of partitions
+//!   times 64 MiB would be gigabytes of memtables, and smaller memtables flush (and release
+//!   journals) sooner.
+//! - We never call `Keyspace::clear`: #288 is a journal pinned forever by a keyspace whose
+//!   only record is a `clear` followed by no writes (its memtable is empty, so it can never
+//!   flush). Dropping a partition uses `Database::delete_keyspace` instead.
+//! - Worker threads: 2 by default. The target machines have two cores; flushes and compactions
+//!   must not starve request handling.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+
+use crate::group_commit::{CommitStats, GroupCommitter};
+use crate::limits::{check_put, storable_key};
+use crate::scan::scan_bounds;
+use crate::{
+    Backend, Durability, ErrorKind, KeyIter, KvIter, PartitionId, PartitionStore, StorageError,
+};
+
+/// fjall refuses (panics on) a journal limit below this.
+const MIN_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Memtables smaller than this would flush (and write a table file) every few writes.
+const MIN_MEMTABLE_BYTES: u64 = 1024 * 1024;
+/// Name of the metadata keyspace; partition keyspaces are `p{id}`.
+const META_KEYSPACE: &str = "meta";
+
+/// Tuning of a [`FjallBackend`]; see the module docs for why the defaults are what they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FjallConfig {
+    /// Block cache shared by all partitions, in bytes.
+    pub cache_bytes: u64,
+    /// The level the node commits at before acknowledging a write.
+    pub durability: Durability,
+    /// Total journal size past which quiet partitions are forced to flush (at least 64 MiB;
+    /// smaller values are raised to that).
+    pub max_journal_bytes: u64,
+    /// Size at which one partition's memtable is flushed to disk (at least 1 MiB).
+    pub max_memtable_bytes: u64,
+    /// fjall's flush and compaction threads (at least 1).
+    pub worker_threads: usize,
+}
+
+impl Default for FjallConfig {
+    fn default() -> Self {
+        FjallConfig {
+            cache_bytes: 128 * 1024 * 1024,
+            durability: Durability::Buffered,
+            max_journal_bytes: 128 * 1024 * 1024,
+            max_memtable_bytes: 16 * 1024 * 1024,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// The fjall-backed, durable [`Backend`].
+pub struct FjallBackend {
+    // Declared first so it is dropped first: its thread holds a database handle and must have
+    // answered every waiter before the database closes.
+    committer: GroupCommitter,
+    db: Database,
+    partitions: Mutex<HashMap<PartitionId, Arc<FjallPartition>>>,
+    meta: Arc<FjallPartition>,
+    keyspace_options: KeyspaceOptions,
+    faults: Arc<Faults>,
+    durability: Durability,
+}
+
+impl FjallBackend {
+    /// Opens (or creates) the node's database at `path`, recovering its journal.
+    pub fn open(path: impl AsRef<Path>, config: FjallConfig) -> Result<Self, StorageError> {
+        let path = path.as_ref();
+        let db = Database::builder(path)
+            .cache_size(config.cache_bytes)
+            .max_journaling_size(config.max_journal_bytes.max(MIN_JOURNAL_BYTES))
+            .worker_threads(config.worker_threads.max(1))
+            .open()?;
+        let keyspace_options = KeyspaceOptions {
+            max_memtable_bytes: config.max_memtable_bytes.max(MIN_MEMTABLE_BYTES),
+        };
+        let faults = Arc::new(Faults::default());
+        let meta = Arc::new(FjallPartition {
+            keyspace: db.keyspace(META_KEYSPACE, || keyspace_options.create())?,
+            faults: faults.clone(),
+        });
+        let committer = GroupCommitter::start("rill-storage-commit", {
+            let db = db.clone();
+            let faults = faults.clone();
+            Box::new(move || faults.check(db.persist(PersistMode::SyncData)))
+        })?;
+        let backend = FjallBackend {
+            committer,
+            db,
+            partitions: Mutex::new(HashMap::new()),
+            meta,
+            keyspace_options,
+            faults,
+            durability: config.durability,
+        };
+        tracing::info!(path = %path.display(), partitions = ?backend.partitions()?, "opened fjall storage");
+        Ok(backend)
+    }
+
+    /// Counters of the synced commits requested and the fsyncs that served them.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer.stats()
+    }
+
+    fn open_keyspace(&self, p: PartitionId) -> Result<Keyspace, StorageError> {
+        let options = self.keyspace_options;
+        Ok(self.db.keyspace(&partition_name(p), || options.create())?)
+    }
+}
+
+impl Backend for FjallBackend {
+    fn open_partition(&self, p: PartitionId) -> Result<Arc<dyn PartitionStore>, StorageError> {
+        let mut partitions = self.partitions.lock();
+        if let Some(store) = partitions.get(&p) {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(FjallPartition {
+            keyspace: self.open_keyspace(p)?,
+            faults: self.faults.clone(),
+        });
+        partitions.insert(p, store.clone());
+        Ok(store)
+    }
+
+    fn drop_partition(&self, p: PartitionId) -> Result<(), StorageError> {
+        // Held throughout, so a concurrent open cannot resurrect a half-dropped partition.
+        let mut partitions = self.partitions.lock();
+        let cached = partitions.remove(&p);
+        if !self.db.keyspace_exists(&partition_name(p)) {
+            return Ok(());
+        }
+        let keyspace = match cached {
+            Some(store) => store.keyspace.clone(),
+            None => self.open_keyspace(p)?,
+        };
+        self.db.delete_keyspace(keyspace)?;
+        tracing::info!(partition = p, "dropped partition");
+        Ok(())
+    }
+
+    fn partitions(&self) -> Result<Vec<PartitionId>, StorageError> {
+        let mut ids: Vec<PartitionId> = self
+            .db
+            .list_keyspace_names()
+            .iter()
+            .filter_map(|name| parse_partition_name(name))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn metadata(&self) -> Arc<dyn PartitionStore> {
+        self.meta.clone()
+    }
+
+    fn commit(&self, level: Durability) -> BoxFuture<'static, Result<(), StorageError>> {
+        match level {
+            // Every write already reached the OS before it returned (see module docs).
+            Durability::Buffered => futures::future::ready(Ok(())).boxed(),
+            Durability::Synced => self.committer.request(),
+        }
+    }
+
+    fn default_durability(&self) -> Durability {
+        self.durability
+    }
+
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+}
+
+fn partition_name(p: PartitionId) -> String {
+    format!("p{p}")
+}
+
+/// The partition id of a keyspace name, or `None` for other keyspaces (such as `meta`).
+fn parse_partition_name(name: &str) -> Option<PartitionId> {
+    let digits = name.strip_prefix('p')?;
+    let id: PartitionId = digits.parse().ok()?;
+    // Only the canonical spelling: "p007" or "p+7" are not ours.
+    (partition_name(id) == name).then_some(id)
+}
+
+/// The options every keyspace of this backend is created with.
+#[derive(Clone, Copy)]
+struct KeyspaceOptions {
+    max_memtable_bytes: u64,
+}
+
+impl KeyspaceOptions {
+    fn create(self) -> KeyspaceCreateOptions {
+        // `manual_journal_persist` stays false: each write flushes its journal record to the OS.
+        KeyspaceCreateOptions::default().max_memtable_size(self.max_memtable_bytes)
+    }
+}
+
+/// The kind of the first write failure, which poisoned the database.
+#[derive(Default)]
+struct Faults {
+    first: Mutex<Option<ErrorKind>>,
+}
+
+impl Faults {
+    /// Converts a write's result, remembering the first failure and reporting later
+    /// `Poisoned` errors with its kind.
+    fn check(&self, result: fjall::Result<()>) -> Result<(), StorageError> {
+        let Err(err) = result else {
+            return Ok(());
+        };
+        let err = StorageError::from(err);
+        let mut first = self.first.lock();
+        match (err.kind(), *first) {
+            (ErrorKind::Poisoned, Some(cause)) => Err(StorageError::new(
+                cause,
+                format!(
+                    "storage refuses writes after an earlier {cause:?} failure; \
+                     fix the cause and restart the node ({})",
+                    err.message()
+                ),
+            )),
+            (ErrorKind::NoSpace | ErrorKind::Io | ErrorKind::Corruption, None) => {
+                *first = Some(err.kind());
+                tracing::error!(%err, "storage write failed; further writes are refused");
+                Err(err)
+            }
+            _ => Err(err),
+        }
+    }
+}
+
+/// One partition: a keyspace of the shared database.
+struct FjallPartition {
+    keyspace: Keyspace,
+    faults: Arc<Faults>,
+}
+
+impl FjallPartition {
+    /// fjall's iterator over the keys with `prefix` after `start_after`, if that range is not
+    /// empty.
+    fn range(&self, prefix: &[u8], start_after: Option<&[u8]>) -> Option<fjall::Iter> {
+        scan_bounds(prefix, start_after).map(|bounds| self.keyspace.range(bounds))
+    }
+}
+
+impl PartitionStore for FjallPartition {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        if !storable_key(key) {
+            return Ok(None);
+        }
+        Ok(self.keyspace.get(key)?.map(Bytes::from))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        check_put(key, value)?;
+        self.faults.check(self.keyspace.insert(key, value))
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), StorageError> {
+        if !storable_key(key) {
+            return Ok(());
+        }
+        self.faults.check(self.keyspace.remove(key))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> KvIter<'_> {
+        Box::new(self.range(prefix, None).into_iter().flatten().map(|guard| {
+            let (key, value) = guard.into_inner()?;
+            Ok((Bytes::from(key), Bytes::from(value)))
+        }))
+    }
+
+    fn scan_keys(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KeyIter<'_> {
+        Box::new(
+            self.range(prefix, start_after)
+                .into_iter()
+                .flatten()
+                .map(|guard| Ok(Bytes::from(guard.key()?))),
+        )
+    }
+
+    fn approximate_len(&self) -> u64 {
+        self.keyspace.approximate_len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip_and_reject_others() {
+        for p in [0, 7, 1_000_000, PartitionId::MAX] {
+            assert_eq!(parse_partition_name(&partition_name(p)), Some(p));
+        }
+        for other in ["meta", "p", "p007", "p+7", "q7", "p-1", "p4294967296"] {
+            assert_eq!(parse_partition_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn poisoned_writes_report_the_first_failure_kind() {
+        let faults = Faults::default();
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let err = faults
+            .check(Err(fjall::Error::Io(full)))
+            .expect_err("fails");
+        assert_eq!(err.kind(), ErrorKind::NoSpace);
+        let err = faults
+            .check(Err(fjall::Error::Poisoned))
+            .expect_err("fails");
+        assert_eq!(err.kind(), ErrorKind::NoSpace);
+        assert!(err.message().contains("restart"), "{err}");
+        faults.check(Ok(())).expect("success passes through");
+    }
+
+    #[test]
+    fn poisoned_without_a_known_cause_stays_poisoned() {
+        let faults = Faults::default();
+        let err = faults
+            .check(Err(fjall::Error::Poisoned))
+            .expect_err("fails");
+        assert_eq!(err.kind(), ErrorKind::Poisoned);
+    }
+}
