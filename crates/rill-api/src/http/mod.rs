@@ -165,7 +165,9 @@ fn node_status(e: &NodeError) -> StatusCode {
         }
         NodeError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         NodeError::Limit(_) => StatusCode::BAD_REQUEST,
-        NodeError::Modified | NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,
+        // Riak answers a failed X-Riak-If-Not-Modified with 409, a failed If-None-Match with 412.
+        NodeError::Modified => StatusCode::CONFLICT,
+        NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,
         NodeError::GetQuorum(_)
         | NodeError::PutQuorum(_)
         | NodeError::Timeout

@@ -124,9 +124,12 @@ async fn put(
     let value = axum::body::to_bytes(body, api.config.max_body)
         .await
         .map_err(|_| HttpError::status(StatusCode::PAYLOAD_TOO_LARGE, "Object too large"))?;
-    let context = match headers.get(VCLOCK) {
-        Some(v) => parse_vclock(v)?,
-        None => VClock::new(),
+    // `X-Riak-If-Not-Modified: <vclock>`: write only if the stored clock is still that one.
+    let if_not_modified = headers.get("x-riak-if-not-modified").map(parse_vclock).transpose()?;
+    let context = match (&if_not_modified, headers.get(VCLOCK)) {
+        (Some(expected), _) => expected.clone(),
+        (None, Some(v)) => parse_vclock(v)?,
+        (None, None) => VClock::new(),
     };
     let (content_type, charset) = split_content_type(ctype)?;
     let meta = Metadata {
@@ -148,7 +151,7 @@ async fn put(
         pw: params.quorum("pw")?,
         return_body: return_body || if_match.is_some(),
         if_none_match: headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*"),
-        if_not_modified: headers.contains_key("x-riak-if-not-modified"),
+        if_not_modified: if_not_modified.is_some(),
         timeout: params.timeout()?,
         ..PutOptions::default()
     };

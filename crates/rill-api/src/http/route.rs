@@ -59,7 +59,7 @@ pub fn parse(path: &str) -> Resource {
     let segs: Vec<Bytes> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| Bytes::from(percent_decode(s.as_bytes()).collect::<Vec<u8>>()))
+        .map(decode_segment)
         .collect();
     let s: Vec<&[u8]> = segs.iter().map(|b| b.as_ref()).collect();
     let default = || Bytes::from_static(DEFAULT_TYPE.as_bytes());
@@ -107,6 +107,13 @@ pub fn parse(path: &str) -> Resource {
         },
         _ => Resource::NotFound,
     }
+}
+
+/// Decodes one path segment: `+` is a space (clients `quote_plus` names, and Riak decodes it
+/// so), `%XX` a byte.
+fn decode_segment(seg: &str) -> Bytes {
+    let plus_as_space = seg.replace('+', " ");
+    Bytes::from(percent_decode(plus_as_space.as_bytes()).collect::<Vec<u8>>())
 }
 
 /// The part after `.../buckets/B`: `keys`, `keys/K`, `keys/K/preflist`, `props`.
@@ -161,6 +168,17 @@ mod tests {
             Resource::Object { bucket, key } => {
                 assert_eq!(bucket.name, b("a/b"));
                 assert_eq!(key.as_ref(), &[0xFF, 0x00, b'x']);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plus_is_a_space_and_encoded_plus_is_a_plus() {
+        match parse("/buckets/a+b/keys/c%2Bd") {
+            Resource::Object { bucket, key } => {
+                assert_eq!(bucket.name, b("a b"));
+                assert_eq!(key, b("c+d"));
             }
             other => panic!("{other:?}"),
         }
