@@ -65,6 +65,11 @@ impl Node {
                 &config.data_dir,
                 FjallConfig {
                     cache_bytes: config.cache_bytes,
+                    durability: if config.sync_writes {
+                        Durability::Synced
+                    } else {
+                        Durability::Buffered
+                    },
                     ..FjallConfig::default()
                 },
             )?),
@@ -76,7 +81,7 @@ impl Node {
         let mut vnodes = Vec::with_capacity(ring.size() as usize);
         let mut objects = 0;
         for p in 0..ring.size() {
-            if ring.owner(p) != &name {
+            if ring.owner(p) != Some(&name) {
                 vnodes.push(None);
                 continue;
             }
@@ -167,13 +172,21 @@ impl Node {
 
     /// Waits until every write made so far is durable at the configured level (group commit).
     pub(crate) async fn commit(&self) -> NodeResult<()> {
-        let level = if self.inner.config.sync_writes {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
+        let level = self.inner.backend.default_durability();
         self.inner.backend.commit(level).await?;
         Ok(())
+    }
+
+    /// Runs a request under its timeout (the request's own, else the node's default).
+    pub(crate) async fn with_timeout<T>(
+        &self,
+        timeout: Option<std::time::Duration>,
+        fut: impl std::future::Future<Output = NodeResult<T>>,
+    ) -> NodeResult<T> {
+        let limit = timeout.unwrap_or(self.inner.config.request_timeout);
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(NodeError::Timeout))
     }
 
     /// Wall-clock time in microseconds since the Unix epoch.

@@ -46,6 +46,9 @@ pub struct StartArgs {
     /// Tombstone reaping: milliseconds (e.g. 3000), `keep` or `immediate` [default: 3000]
     #[arg(long, env = "RILL_DELETE_MODE")]
     pub delete_mode: Option<String>,
+    /// Largest object accepted, in bytes (Riak's object.size.maximum) [default: 52428800]
+    #[arg(long, env = "RILL_OBJECT_SIZE_MAX")]
+    pub object_size_max: Option<usize>,
     /// Serve the admin endpoints to non-loopback clients too [default: false]
     #[arg(long, env = "RILL_ADMIN_REMOTE")]
     pub admin_remote: Option<bool>,
@@ -67,6 +70,7 @@ struct FileConfig {
     sync: Option<bool>,
     cache_mb: Option<u64>,
     delete_mode: Option<String>,
+    object_size_max: Option<usize>,
     admin_remote: Option<bool>,
     log: Option<String>,
 }
@@ -114,12 +118,16 @@ impl Settings {
         if let Some(v) = args.delete_mode.or(file.delete_mode) {
             node.delete_mode = parse_delete_mode(&v)?;
         }
+        if let Some(v) = args.object_size_max.or(file.object_size_max) {
+            node.limits.size_max = v;
+            node.limits.size_warn = node.limits.size_warn.min(v);
+        }
         let http = HttpConfig {
             admin_remote: args.admin_remote.or(file.admin_remote).unwrap_or(false),
-            max_body: node.limits.size_max as usize + 1024 * 1024,
+            max_body: node.limits.size_max + 1024 * 1024,
         };
         let pb = PbConfig {
-            max_frame: node.limits.size_max as usize + 1024 * 1024,
+            max_frame: node.limits.size_max + 1024 * 1024,
         };
         Ok(Settings {
             node,

@@ -20,7 +20,7 @@ impl Node {
     /// Reads an object with the request's quorum options.
     pub async fn get(&self, bkey: &BKey, opts: &GetOptions) -> NodeResult<GetResponse> {
         let started = Instant::now();
-        let result = self.get_inner(bkey, opts).await;
+        let result = self.with_timeout(opts.timeout, self.get_inner(bkey, opts)).await;
         self.inner.stats.get_fsm.record(started.elapsed());
         if matches!(result, Ok(GetResponse::NotFound { .. })) {
             self.inner.stats.node_get_notfound.inc();

@@ -23,7 +23,7 @@ impl Node {
     /// Writes an object with the request's quorum and conditional options.
     pub async fn put(&self, req: PutRequest, opts: &PutOptions) -> NodeResult<PutResponse> {
         let started = Instant::now();
-        let result = self.put_inner(req, opts).await;
+        let result = self.with_timeout(opts.timeout, self.put_inner(req, opts)).await;
         self.inner.stats.put_fsm.record(started.elapsed());
         result
     }
