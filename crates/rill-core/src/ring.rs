@@ -766,6 +766,22 @@ mod tests {
     }
 
     #[test]
+    fn claim_on_the_largest_ring_with_many_nodes() {
+        let members: Vec<NodeName> = (0..64).map(|i| NodeName::from(format!("n{i}"))).collect();
+        let ring = Ring::new_single(MAX_RING_SIZE, members[0].clone()).unwrap();
+        let (new, report) = ring.claim(&members, 4);
+        assert!(report.warnings.is_empty());
+        assert!(new.spacing_violations(4).is_empty());
+        assert!(counts(&new, &members).iter().all(|&k| k == 16));
+        // Growing by one node takes about its share and nothing else.
+        let mut more = members.clone();
+        more.push(NodeName::from("n64"));
+        let (grown, report) = new.claim(&more, 4);
+        assert!(grown.spacing_violations(4).is_empty());
+        assert_eq!(report.transfers.len(), 1024 / 65);
+    }
+
+    #[test]
     fn claim_warns_when_spacing_is_impossible() {
         let ring = Ring::new_single(64, NodeName::from("a")).unwrap();
         let members = nodes(&["a", "b", "c"]);
