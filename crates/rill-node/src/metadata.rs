@@ -15,7 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use rill_core::bkey::{Bucket, DEFAULT_TYPE};
-use rill_core::props::BucketProps;
+use rill_core::props::{BucketProps, validate_type_name, validate_type_update};
+use rill_core::ring::NodeName;
 use rill_storage::PartitionStore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,6 +44,8 @@ const BUCKET_KEY: &[u8] = b"bucket/";
 /// The node's bucket metadata.
 pub struct Metadata {
     store: Arc<dyn PartitionStore>,
+    /// The node that creates types here (Riak's claimant; a cluster will gossip it).
+    claimant: NodeName,
     state: RwLock<State>,
 }
 
@@ -56,7 +59,7 @@ struct State {
 
 impl Metadata {
     /// Loads every stored type and bucket patch.
-    pub fn load(store: Arc<dyn PartitionStore>) -> NodeResult<Self> {
+    pub fn load(store: Arc<dyn PartitionStore>, claimant: NodeName) -> NodeResult<Self> {
         let mut state = State::default();
         for item in store.scan_prefix(TYPE_KEY.as_bytes()) {
             let (k, v) = item?;
@@ -74,6 +77,7 @@ impl Metadata {
         }
         Ok(Metadata {
             store,
+            claimant,
             state: RwLock::new(state),
         })
     }
@@ -84,7 +88,7 @@ impl Metadata {
             return Ok(p.clone());
         }
         let mut state = self.state.write();
-        let props = Arc::new(state.effective(bucket)?);
+        let props = Arc::new(state.effective(bucket, &self.claimant)?);
         state.cache.insert(bucket.clone(), props.clone());
         Ok(props)
     }
@@ -92,14 +96,19 @@ impl Metadata {
     /// Sets (some of) a bucket's properties from a `{"props":{...}}`-style inner object.
     pub fn set_bucket_props(&self, bucket: &Bucket, patch: &Value) -> NodeResult<()> {
         let mut state = self.state.write();
-        let type_props = state.type_props(&bucket.btype)?;
-        let mut merged = state.bucket_patches.get(bucket).cloned().unwrap_or(Value::Object(Default::default()));
+        let type_props = state.type_props(&bucket.btype, &self.claimant)?;
+        let mut merged = state
+            .bucket_patches
+            .get(bucket)
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         merge_patch(&mut merged, patch)?;
         // Validate the whole result against the type, so immutable props stay put.
-        let new = type_props.apply_json_patch(&merged)?;
-        BucketProps::validate_update(&type_props, &new)?;
-        self.store
-            .put(&bucket_meta_key(bucket), &serde_json::to_vec(&merged).expect("json"))?;
+        with_overrides(&type_props, &merged)?;
+        self.store.put(
+            &bucket_meta_key(bucket),
+            &serde_json::to_vec(&merged).expect("json"),
+        )?;
         state.bucket_patches.insert(bucket.clone(), merged);
         state.cache.remove(bucket);
         Ok(())
@@ -108,7 +117,7 @@ impl Metadata {
     /// Drops a bucket's own properties: it goes back to its type's.
     pub fn reset_bucket_props(&self, bucket: &Bucket) -> NodeResult<()> {
         let mut state = self.state.write();
-        state.type_props(&bucket.btype)?;
+        state.type_props(&bucket.btype, &self.claimant)?;
         self.store.delete(&bucket_meta_key(bucket))?;
         state.bucket_patches.remove(bucket);
         state.cache.remove(bucket);
@@ -125,21 +134,29 @@ impl Metadata {
             .types
             .get(name)
             .ok_or_else(|| NodeError::UnknownBucketType(name.to_string()))?;
-        let props = BucketProps::created_type().apply_json_patch(&t.patch)?;
-        let status = if t.active { TypeStatus::Active } else { TypeStatus::Created };
-        Ok((props, status))
+        let status = if t.active {
+            TypeStatus::Active
+        } else {
+            TypeStatus::Created
+        };
+        Ok((t.props(&self.claimant)?, status))
     }
 
     /// Creates a bucket type (status `created`; it must be activated before use).
     pub fn create_type(&self, name: &str, patch: &Value) -> NodeResult<()> {
-        check_type_name(name)?;
+        validate_type_name(name)?;
+        if name.contains('/') || name.len() > 255 {
+            return Err(NodeError::BadRequest(format!(
+                "invalid bucket type name: {name:?}"
+            )));
+        }
         let mut state = self.state.write();
-        if name == DEFAULT_TYPE || state.types.get(name).is_some_and(|t| t.active) {
+        if state.types.get(name).is_some_and(|t| t.active) {
             return Err(NodeError::BadRequest(format!(
                 "Bucket type {name} already exists and is active"
             )));
         }
-        BucketProps::created_type().apply_json_patch(patch)?;
+        BucketProps::create_type(patch, self.claimant.clone())?;
         let t = BucketType {
             patch: patch.clone(),
             active: false,
@@ -180,10 +197,10 @@ impl Metadata {
             .get(name)
             .cloned()
             .ok_or_else(|| NodeError::UnknownBucketType(name.to_string()))?;
-        let old = BucketProps::created_type().apply_json_patch(&t.patch)?;
+        let old = t.props(&self.claimant)?;
         merge_patch(&mut t.patch, patch)?;
-        let new = BucketProps::created_type().apply_json_patch(&t.patch)?;
-        BucketProps::validate_update(&old, &new)?;
+        let new = t.props(&self.claimant)?;
+        validate_type_update(&old, &new)?;
         self.persist_type(name, &t)?;
         state.types.insert(name.to_string(), t);
         state.cache.clear();
@@ -195,7 +212,11 @@ impl Metadata {
         let state = self.state.read();
         let mut out = vec![(DEFAULT_TYPE.to_string(), TypeStatus::Active)];
         out.extend(state.types.iter().map(|(n, t)| {
-            let s = if t.active { TypeStatus::Active } else { TypeStatus::Created };
+            let s = if t.active {
+                TypeStatus::Active
+            } else {
+                TypeStatus::Created
+            };
             (n.clone(), s)
         }));
         out
@@ -203,7 +224,10 @@ impl Metadata {
 
     /// Checks that a bucket type exists and is active (for listing buckets of a type).
     pub fn check_type_active(&self, name: &str) -> NodeResult<()> {
-        self.state.read().type_props(&Bytes::copy_from_slice(name.as_bytes())).map(|_| ())
+        self.state
+            .read()
+            .type_props(&Bytes::copy_from_slice(name.as_bytes()), &self.claimant)
+            .map(|_| ())
     }
 
     fn persist_type(&self, name: &str, t: &BucketType) -> NodeResult<()> {
@@ -214,9 +238,18 @@ impl Metadata {
     }
 }
 
+impl BucketType {
+    /// The type's properties: Riak's created-type defaults with the type's patch applied.
+    fn props(&self, claimant: &NodeName) -> NodeResult<BucketProps> {
+        let mut props = BucketProps::create_type(&self.patch, claimant.clone())?;
+        props.active = Some(self.active);
+        Ok(props)
+    }
+}
+
 impl State {
     /// The properties of an active type, for use by a bucket.
-    fn type_props(&self, btype: &Bytes) -> NodeResult<BucketProps> {
+    fn type_props(&self, btype: &Bytes, claimant: &NodeName) -> NodeResult<BucketProps> {
         if btype.as_ref() == DEFAULT_TYPE.as_bytes() {
             return Ok(BucketProps::default());
         }
@@ -224,33 +257,38 @@ impl State {
         match self.types.get(&name) {
             None => Err(NodeError::UnknownBucketType(name)),
             Some(t) if !t.active => Err(NodeError::InactiveBucketType(name)),
-            Some(t) => Ok(BucketProps::created_type().apply_json_patch(&t.patch)?),
+            Some(t) => t.props(claimant),
         }
     }
 
-    fn effective(&self, bucket: &Bucket) -> NodeResult<BucketProps> {
-        let type_props = self.type_props(&bucket.btype)?;
+    fn effective(&self, bucket: &Bucket, claimant: &NodeName) -> NodeResult<BucketProps> {
+        let type_props = self.type_props(&bucket.btype, claimant)?;
         match self.bucket_patches.get(bucket) {
-            Some(patch) => Ok(type_props.apply_json_patch(patch)?),
+            Some(patch) => with_overrides(&type_props, patch),
             None => Ok(type_props),
         }
     }
 }
 
+/// A bucket's effective properties: its type's, overridden by the bucket's own.
+fn with_overrides(type_props: &BucketProps, patch: &Value) -> NodeResult<BucketProps> {
+    let Value::Object(map) = patch else {
+        return Err(NodeError::BadRequest(
+            "properties must be a JSON object".into(),
+        ));
+    };
+    Ok(type_props.with_overrides(map)?)
+}
+
 /// Merges the top-level fields of `patch` (an object) into `into`.
 fn merge_patch(into: &mut Value, patch: &Value) -> NodeResult<()> {
     let (Value::Object(into), Value::Object(patch)) = (into, patch) else {
-        return Err(NodeError::BadRequest("properties must be a JSON object".into()));
+        return Err(NodeError::BadRequest(
+            "properties must be a JSON object".into(),
+        ));
     };
     for (k, v) in patch {
         into.insert(k.clone(), v.clone());
-    }
-    Ok(())
-}
-
-fn check_type_name(name: &str) -> NodeResult<()> {
-    if name.is_empty() || name.len() > 255 || name.contains('/') {
-        return Err(NodeError::BadRequest(format!("invalid bucket type name: {name:?}")));
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ impl Node {
             BackendKind::Memory => Arc::new(MemoryBackend::default()),
         };
         let on_disk = backend.partitions()?.len();
-        let metadata = Metadata::load(backend.metadata())?;
+        let metadata = Metadata::load(backend.metadata(), name.clone())?;
         let meta_store = backend.metadata();
         let mut vnodes = Vec::with_capacity(ring.size() as usize);
         let mut objects = 0;
@@ -143,7 +143,9 @@ impl Node {
 
     /// The annotated preference list (primaries and fallbacks) for a key with `n` replicas.
     pub fn preflist(&self, bkey: &BKey, n: u32) -> Vec<PreflistEntry> {
-        self.inner.ring.apl(&bkey.chash(), n, |node| self.is_up(node))
+        self.inner
+            .ring
+            .apl(&bkey.chash(), n, |node| self.is_up(node))
     }
 
     /// Resolves a preference-list entry to something a coordinator can call.

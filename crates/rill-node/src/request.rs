@@ -32,7 +32,9 @@ pub struct GetOptions {
 pub enum GetResponse {
     Found(RiakObject),
     /// Not found; `tombstone` is the clock of a tombstone when one was found and asked for.
-    NotFound { tombstone: Option<VClock> },
+    NotFound {
+        tombstone: Option<VClock>,
+    },
     /// `if_modified` matched: the object has not changed.
     Unchanged,
 }

@@ -139,7 +139,10 @@ impl Stats {
         for (prefix, w) in [("get", &self.get_fsm), ("put", &self.put_fsm)] {
             let (count, mean, median, p95, p99, max) = w.snapshot();
             out.insert(format!("node_{prefix}s"), count.into());
-            out.insert(format!("node_{prefix}s_total"), w.total.load(Ordering::Relaxed).into());
+            out.insert(
+                format!("node_{prefix}s_total"),
+                w.total.load(Ordering::Relaxed).into(),
+            );
             let name = |s: &str| format!("node_{prefix}_fsm_time_{s}");
             out.insert(name("mean"), mean.into());
             out.insert(name("median"), median.into());
@@ -150,13 +153,28 @@ impl Stats {
         out.insert("vnode_gets_total".into(), self.vnode_gets.get().into());
         out.insert("vnode_puts_total".into(), self.vnode_puts.get().into());
         out.insert("read_repairs_total".into(), self.read_repairs.get().into());
-        out.insert("node_get_notfound_total".into(), self.node_get_notfound.get().into());
-        out.insert("tombstones_reaped_total".into(), self.tombstones_reaped.get().into());
+        out.insert(
+            "node_get_notfound_total".into(),
+            self.node_get_notfound.get().into(),
+        );
+        out.insert(
+            "tombstones_reaped_total".into(),
+            self.tombstones_reaped.get().into(),
+        );
         out.insert("pbc_connects_total".into(), self.pbc_connects.get().into());
-        out.insert("pbc_active".into(), self.pbc_active.load(Ordering::Relaxed).into());
-        out.insert("http_requests_total".into(), self.http_requests.get().into());
+        out.insert(
+            "pbc_active".into(),
+            self.pbc_active.load(Ordering::Relaxed).into(),
+        );
+        out.insert(
+            "http_requests_total".into(),
+            self.http_requests.get().into(),
+        );
         out.insert("errors_total".into(), self.errors.get().into());
-        out.insert("uptime_secs".into(), self.started.elapsed().as_secs().into());
+        out.insert(
+            "uptime_secs".into(),
+            self.started.elapsed().as_secs().into(),
+        );
     }
 }
 

@@ -142,11 +142,7 @@ impl Vnode {
     }
 
     /// Calls `f` with every key of `bucket` stored here, in order; stops early when `f` says so.
-    pub fn fold_keys(
-        &self,
-        bucket: &Bucket,
-        mut f: impl FnMut(Bytes) -> bool,
-    ) -> NodeResult<()> {
+    pub fn fold_keys(&self, bucket: &Bucket, mut f: impl FnMut(Bytes) -> bool) -> NodeResult<()> {
         let prefix = bucket.storage_prefix();
         for item in self.store.scan_keys(&prefix, None) {
             let key = item?;
@@ -164,12 +160,17 @@ impl Vnode {
         loop {
             // Seek to the first key past the last bucket seen: one seek per bucket, not per key.
             let mut iter = self.store.scan_keys(&type_prefix, start_after.as_deref());
-            let Some(item) = iter.next() else { return Ok(()) };
+            let Some(item) = iter.next() else {
+                return Ok(());
+            };
             let key = item?;
             let parts = rill_core::bkey::split_storage_key(&key)
                 .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-            let bucket = Bucket::new(Bytes::copy_from_slice(parts.btype), Bytes::copy_from_slice(parts.name))
-                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+            let bucket = Bucket::new(
+                Bytes::copy_from_slice(parts.btype),
+                Bytes::copy_from_slice(parts.name),
+            )
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
             // Continue after every key of this bucket. No stored key equals the prefix's
             // successor (keys are non-empty), so "after" it means "from the next bucket on".
             let past = prefix_successor(bucket.storage_prefix());
@@ -191,9 +192,9 @@ impl Vnode {
 
     fn lock(&self, skey: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
         // FNV-1a over the key: cheap and spreads adjacent keys.
-        let h = skey
-            .iter()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
+        let h = skey.iter().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x100000001b3)
+        });
         self.stripes[(h % STRIPES as u64) as usize].lock()
     }
 }

@@ -46,30 +46,47 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         TypeCommand::Create { name, props } => {
             let body = props.unwrap_or_else(|| "{\"props\":{}}".into());
             check_json(&body)?;
-            let resp = agent.post(&format!("{base}/{name}")).content_type("application/json").send(&body);
+            let resp = agent
+                .post(&format!("{base}/{name}"))
+                .content_type("application/json")
+                .send(&body);
             expect(resp, &args.node)?;
             println!("{name} created");
         }
         TypeCommand::Activate { name } => {
-            expect(agent.post(&format!("{base}/{name}/activate")).send_empty(), &args.node)?;
+            expect(
+                agent.post(&format!("{base}/{name}/activate")).send_empty(),
+                &args.node,
+            )?;
             println!("{name} has been activated");
         }
         TypeCommand::Update { name, props } => {
             check_json(&props)?;
-            let resp = agent.put(&format!("{base}/{name}")).content_type("application/json").send(&props);
+            let resp = agent
+                .put(&format!("{base}/{name}"))
+                .content_type("application/json")
+                .send(&props);
             expect(resp, &args.node)?;
             println!("{name} updated");
         }
         TypeCommand::List => {
             let v = expect(agent.get(&base).call(), &args.node)?;
             for t in v["types"].as_array().into_iter().flatten() {
-                let state = if t["active"] == true { "active" } else { "not active" };
+                let state = if t["active"] == true {
+                    "active"
+                } else {
+                    "not active"
+                };
                 println!("{} ({state})", t["name"].as_str().unwrap_or("?"));
             }
         }
         TypeCommand::Status { name } => {
             let v = expect(agent.get(&format!("{base}/{name}")).call(), &args.node)?;
-            let state = if v["active"] == true { "active" } else { "not active" };
+            let state = if v["active"] == true {
+                "active"
+            } else {
+                "not active"
+            };
             println!("{name} is {state}\n");
             for (k, val) in v["props"].as_object().into_iter().flatten() {
                 println!("{k}: {val}");
@@ -80,7 +97,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 fn check_json(body: &str) -> anyhow::Result<()> {
-    let v: Value = serde_json::from_str(body).context("properties must be JSON like '{\"props\":{...}}'")?;
+    let v: Value =
+        serde_json::from_str(body).context("properties must be JSON like '{\"props\":{...}}'")?;
     if !v.get("props").is_some_and(Value::is_object) {
         bail!("properties must be JSON like '{{\"props\":{{...}}}}'");
     }
@@ -88,7 +106,10 @@ fn check_json(body: &str) -> anyhow::Result<()> {
 }
 
 /// Checks the node's answer: a 2xx (with a JSON body when there is one) or its error message.
-fn expect(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>, node: &str) -> anyhow::Result<Value> {
+fn expect(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    node: &str,
+) -> anyhow::Result<Value> {
     let mut resp = resp.with_context(|| format!("cannot reach the node at {node}"))?;
     let status = resp.status();
     let text = resp.body_mut().read_to_string().unwrap_or_default();

@@ -131,7 +131,10 @@ impl Settings {
         };
         Ok(Settings {
             node,
-            http_addr: args.http.or(file.http).unwrap_or(([127, 0, 0, 1], 8098).into()),
+            http_addr: args
+                .http
+                .or(file.http)
+                .unwrap_or(([127, 0, 0, 1], 8098).into()),
             pb_addr: args.pb.or(file.pb).unwrap_or(([127, 0, 0, 1], 8087).into()),
             http,
             pb,
@@ -141,7 +144,8 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -152,7 +156,9 @@ fn parse_delete_mode(v: &str) -> anyhow::Result<DeleteMode> {
         ms => ms
             .parse::<u64>()
             .map(|ms| DeleteMode::After(Duration::from_millis(ms)))
-            .map_err(|_| anyhow::anyhow!("delete_mode must be milliseconds, keep or immediate, not {ms:?}")),
+            .map_err(|_| {
+                anyhow::anyhow!("delete_mode must be milliseconds, keep or immediate, not {ms:?}")
+            }),
     }
 }
 
@@ -175,7 +181,11 @@ mod tests {
     fn flags_beat_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rill.toml");
-        std::fs::write(&path, "ring_size = 16\nname = \"a@h\"\ndelete_mode = \"keep\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "ring_size = 16\nname = \"a@h\"\ndelete_mode = \"keep\"\n",
+        )
+        .unwrap();
         let args = StartArgs {
             config: Some(path),
             ring_size: Some(32),
@@ -192,9 +202,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rill.toml");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
-        let err = Settings::resolve(StartArgs { config: Some(path), ..StartArgs::default() }).unwrap_err();
+        let err = Settings::resolve(StartArgs {
+            config: Some(path),
+            ..StartArgs::default()
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("no_such_setting"), "{err:#}");
-        let err = Settings::resolve(StartArgs { backend: Some("rocks".into()), ..StartArgs::default() });
+        let err = Settings::resolve(StartArgs {
+            backend: Some("rocks".into()),
+            ..StartArgs::default()
+        });
         assert!(err.is_err());
         assert!(parse_delete_mode("soon").is_err());
     }

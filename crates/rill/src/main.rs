@@ -7,7 +7,11 @@ mod start;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rill", version, about = "Rill: a Riak-compatible distributed key-value database")]
+#[command(
+    name = "rill",
+    version,
+    about = "Rill: a Riak-compatible distributed key-value database"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,5 +1,7 @@
 //! `rill start`: open the node, serve HTTP and PB, stop cleanly on SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use rill_node::Node;
 use tokio::net::TcpListener;
@@ -10,9 +12,12 @@ use crate::config::{Settings, StartArgs};
 
 pub fn run(args: StartArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
+    // The storage engine reports every flush at info; quiet it unless asked for by name.
+    let filter = format!("fjall=warn,lsm_tree=warn,{}", settings.log);
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&settings.log).context("--log filter")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("--log filter")?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -44,8 +49,18 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http_task = tokio::spawn(rill_api::http::serve(http, node.clone(), s.http, stopped(stop_rx.clone())));
-    let pb_task = tokio::spawn(rill_api::pb::server::serve(pb, node.clone(), s.pb, stopped(stop_rx)));
+    let http_task = tokio::spawn(rill_api::http::serve(
+        http,
+        node.clone(),
+        s.http,
+        stopped(stop_rx.clone()),
+    ));
+    let pb_task = tokio::spawn(rill_api::pb::server::serve(
+        pb,
+        node.clone(),
+        s.pb,
+        stopped(stop_rx),
+    ));
 
     shutdown_signal().await;
     info!("shutting down");

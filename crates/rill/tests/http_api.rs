@@ -17,7 +17,9 @@ fn body(resp: ureq::http::Response<ureq::Body>) -> String {
 }
 
 fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
-    resp.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+    resp.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
 }
 
 #[test]
@@ -38,21 +40,34 @@ fn put_then_get_round_trips_value_and_metadata() {
 
     let resp = h.get(&url).call().unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "content-type").unwrap(), "text/plain; charset=utf-8");
+    assert_eq!(
+        header(&resp, "content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
     assert_eq!(header(&resp, "x-riak-meta-colour").unwrap(), "blue");
     assert_eq!(header(&resp, "x-riak-index-email_bin").unwrap(), "a@b.c");
     assert_eq!(header(&resp, "x-riak-index-age_int").unwrap(), "42");
     let links = header(&resp, "link").unwrap();
-    assert!(links.contains("</buckets/other/keys/o1>; riaktag=\"friend\""), "{links}");
+    assert!(
+        links.contains("</buckets/other/keys/o1>; riaktag=\"friend\""),
+        "{links}"
+    );
     assert!(links.contains("</buckets/b>; rel=\"up\""), "{links}");
     assert!(header(&resp, "etag").unwrap().starts_with('"'));
     assert!(header(&resp, "last-modified").unwrap().ends_with("GMT"));
     let vclock = header(&resp, "x-riak-vclock").unwrap();
-    assert!(base64::engine::general_purpose::STANDARD.decode(&vclock).is_ok());
+    assert!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&vclock)
+            .is_ok()
+    );
     assert_eq!(body(resp), "hello");
 
     // The same object under the other two URL families.
-    assert_eq!(body(h.get(&node.url("/buckets/b/keys/k")).call().unwrap()), "hello");
+    assert_eq!(
+        body(h.get(&node.url("/buckets/b/keys/k")).call().unwrap()),
+        "hello"
+    );
     assert_eq!(body(h.get(&node.url("/riak/b/k")).call().unwrap()), "hello");
 }
 
@@ -77,7 +92,10 @@ fn returnbody_post_and_missing_keys() {
     assert_eq!(resp.status(), 201);
     let location = header(&resp, "location").unwrap();
     assert!(location.starts_with("/buckets/b/keys/"), "{location}");
-    assert_eq!(body(h.get(&node.url(&location)).call().unwrap()), "generated");
+    assert_eq!(
+        body(h.get(&node.url(&location)).call().unwrap()),
+        "generated"
+    );
 
     let resp = h.get(&node.url("/buckets/b/keys/nope")).call().unwrap();
     assert_eq!(resp.status(), 404);
@@ -89,15 +107,30 @@ fn delete_leaves_a_tombstone_clock_on_404() {
     let node = TestNode::start(&["--delete-mode", "keep"]);
     let h = http();
     let url = node.url("/buckets/b/keys/k");
-    h.put(&url).header("Content-Type", "text/plain").send("x").unwrap();
+    h.put(&url)
+        .header("Content-Type", "text/plain")
+        .send("x")
+        .unwrap();
     assert_eq!(h.delete(&url).call().unwrap().status(), 204);
     let resp = h.get(&url).call().unwrap();
     assert_eq!(resp.status(), 404);
-    assert!(header(&resp, "x-riak-vclock").is_some(), "tombstone clock expected");
+    assert!(
+        header(&resp, "x-riak-vclock").is_some(),
+        "tombstone clock expected"
+    );
     // Deleting what is gone is a 404.
-    assert_eq!(h.delete(&node.url("/buckets/b/keys/never")).call().unwrap().status(), 404);
+    assert_eq!(
+        h.delete(&node.url("/buckets/b/keys/never"))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
     // A write after the delete brings the key back.
-    h.put(&url).header("Content-Type", "text/plain").send("again").unwrap();
+    h.put(&url)
+        .header("Content-Type", "text/plain")
+        .send("again")
+        .unwrap();
     assert_eq!(body(h.get(&url).call().unwrap()), "again");
 }
 
@@ -106,12 +139,19 @@ fn tombstones_are_reaped_with_delete_mode_immediate() {
     let node = TestNode::start(&["--delete-mode", "immediate"]);
     let h = http();
     let url = node.url("/buckets/reap/keys/k");
-    h.put(&url).header("Content-Type", "text/plain").send("x").unwrap();
+    h.put(&url)
+        .header("Content-Type", "text/plain")
+        .send("x")
+        .unwrap();
     h.delete(&url).call().unwrap();
     // The reap runs in the background right after the delete: the key leaves the listing.
     let mut keys = Value::Null;
     for _ in 0..50 {
-        keys = json(h.get(&node.url("/buckets/reap/keys?keys=true")).call().unwrap());
+        keys = json(
+            h.get(&node.url("/buckets/reap/keys?keys=true"))
+                .call()
+                .unwrap(),
+        );
         if keys["keys"].as_array().unwrap().is_empty() {
             break;
         }
@@ -120,7 +160,10 @@ fn tombstones_are_reaped_with_delete_mode_immediate() {
     assert_eq!(keys["keys"], serde_json::json!([]));
     let resp = h.get(&url).call().unwrap();
     assert_eq!(resp.status(), 404);
-    assert!(header(&resp, "x-riak-vclock").is_none(), "reaped: no tombstone left");
+    assert!(
+        header(&resp, "x-riak-vclock").is_none(),
+        "reaped: no tombstone left"
+    );
 }
 
 #[test]
@@ -135,7 +178,10 @@ fn siblings_are_kept_listed_and_resolved() {
     assert_eq!(props.status(), 204);
     let url = node.url("/buckets/s/keys/k");
     for v in ["one", "two"] {
-        h.put(&url).header("Content-Type", "text/plain").send(v).unwrap();
+        h.put(&url)
+            .header("Content-Type", "text/plain")
+            .send(v)
+            .unwrap();
     }
     let resp = h.get(&url).header("Accept", "text/plain").call().unwrap();
     assert_eq!(resp.status(), 300);
@@ -150,14 +196,27 @@ fn siblings_are_kept_listed_and_resolved() {
     let v0 = body(one);
     assert!(v0 == "one" || v0 == "two");
 
-    let resp = h.get(&url).header("Accept", "multipart/mixed").call().unwrap();
+    let resp = h
+        .get(&url)
+        .header("Accept", "multipart/mixed")
+        .call()
+        .unwrap();
     assert_eq!(resp.status(), 300);
     let ctype = header(&resp, "content-type").unwrap();
     let boundary = ctype.split("boundary=").nth(1).unwrap().to_string();
     let text = body(resp);
-    assert!(text.starts_with(&format!("\r\n--{boundary}\r\n")), "{text:?}");
-    assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")), "{text:?}");
-    assert!(text.contains("\r\n\r\none") && text.contains("\r\n\r\ntwo"), "{text:?}");
+    assert!(
+        text.starts_with(&format!("\r\n--{boundary}\r\n")),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with(&format!("\r\n--{boundary}--\r\n")),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\r\n\r\none") && text.contains("\r\n\r\ntwo"),
+        "{text:?}"
+    );
 
     // Writing back with the clock read resolves the siblings.
     h.put(&url)
@@ -190,7 +249,14 @@ fn conditional_requests() {
     let resp = h.get(&url).call().unwrap();
     let etag = header(&resp, "etag").unwrap();
     let vclock = header(&resp, "x-riak-vclock").unwrap();
-    assert_eq!(h.get(&url).header("If-None-Match", &etag).call().unwrap().status(), 304);
+    assert_eq!(
+        h.get(&url)
+            .header("If-None-Match", &etag)
+            .call()
+            .unwrap()
+            .status(),
+        304
+    );
     assert_eq!(put(("If-Match", &etag)), 204);
     // The clock moved on: a write conditional on the old one conflicts.
     assert_eq!(put(("X-Riak-If-Not-Modified", &vclock)), 409);
@@ -213,7 +279,10 @@ fn bucket_props_get_set_reset_and_validation() {
     assert_eq!(p["notfound_ok"], true);
 
     let set = |b: &str| {
-        h.put(&url).header("Content-Type", "application/json").send(b).unwrap()
+        h.put(&url)
+            .header("Content-Type", "application/json")
+            .send(b)
+            .unwrap()
     };
     assert_eq!(set("{\"props\":{\"n_val\":2,\"r\":\"one\"}}").status(), 204);
     let p = json(h.get(&url).call().unwrap());
@@ -234,7 +303,10 @@ fn bucket_props_get_set_reset_and_validation() {
 fn bucket_types_through_admin_and_typed_buckets() {
     let node = TestNode::start(&[]);
     let h = http();
-    let unknown = h.get(&node.url("/types/nosuch/buckets/b/keys/k")).call().unwrap();
+    let unknown = h
+        .get(&node.url("/types/nosuch/buckets/b/keys/k"))
+        .call()
+        .unwrap();
     assert_eq!(unknown.status(), 404);
     assert!(body(unknown).contains("nosuch"));
 
@@ -252,7 +324,10 @@ fn bucket_types_through_admin_and_typed_buckets() {
         .unwrap();
     assert!(inactive.status().is_client_error(), "{}", inactive.status());
     assert_eq!(
-        h.post(&node.url("/admin/bucket-types/maps/activate")).send_empty().unwrap().status(),
+        h.post(&node.url("/admin/bucket-types/maps/activate"))
+            .send_empty()
+            .unwrap()
+            .status(),
         204
     );
     let p = json(h.get(&node.url("/types/maps/props")).call().unwrap());
@@ -261,12 +336,26 @@ fn bucket_types_through_admin_and_typed_buckets() {
     assert_eq!(p["props"]["n_val"], 2);
 
     let typed = node.url("/types/maps/buckets/b/keys/k");
-    h.put(&typed).header("Content-Type", "text/plain").send("typed").unwrap();
+    h.put(&typed)
+        .header("Content-Type", "text/plain")
+        .send("typed")
+        .unwrap();
     assert_eq!(body(h.get(&typed).call().unwrap()), "typed");
     // The default type's bucket of the same name is a different bucket.
-    assert_eq!(h.get(&node.url("/buckets/b/keys/k")).call().unwrap().status(), 404);
+    assert_eq!(
+        h.get(&node.url("/buckets/b/keys/k"))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
     let list = json(h.get(&node.url("/admin/bucket-types")).call().unwrap());
-    let names: Vec<&str> = list["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["default", "maps"]);
 }
 
@@ -287,16 +376,32 @@ fn listing_keys_and_buckets_streams_every_key_once() {
         });
         let _: rill_api::pb::riak::RpbPutResp = pb.call(&req, rill_api::pb::MessageCode::PutResp);
     }
-    h.put(&node.url("/buckets/other/keys/x")).header("Content-Type", "text/plain").send("x").unwrap();
+    h.put(&node.url("/buckets/other/keys/x"))
+        .header("Content-Type", "text/plain")
+        .send("x")
+        .unwrap();
 
-    let all = json(h.get(&node.url("/buckets/many/keys?keys=true")).call().unwrap());
-    let mut keys: Vec<String> = all["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    let all = json(
+        h.get(&node.url("/buckets/many/keys?keys=true"))
+            .call()
+            .unwrap(),
+    );
+    let mut keys: Vec<String> = all["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
     keys.sort();
     let mut expected: Vec<String> = (0..2500).map(|i| format!("k{i}")).collect();
     expected.sort();
     assert_eq!(keys, expected);
 
-    let streamed = body(h.get(&node.url("/buckets/many/keys?keys=stream")).call().unwrap());
+    let streamed = body(
+        h.get(&node.url("/buckets/many/keys?keys=stream"))
+            .call()
+            .unwrap(),
+    );
     let mut count = 0;
     for chunk in serde_json::Deserializer::from_str(&streamed).into_iter::<Value>() {
         count += chunk.unwrap()["keys"].as_array().unwrap().len();
@@ -304,17 +409,32 @@ fn listing_keys_and_buckets_streams_every_key_once() {
     assert_eq!(count, 2500);
 
     let buckets = json(h.get(&node.url("/buckets?buckets=true")).call().unwrap());
-    let mut names: Vec<&str> = buckets["buckets"].as_array().unwrap().iter().map(|b| b.as_str().unwrap()).collect();
+    let mut names: Vec<&str> = buckets["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["many", "other"]);
-    assert_eq!(h.get(&node.url("/buckets/many/keys")).call().unwrap().status(), 400);
+    assert_eq!(
+        h.get(&node.url("/buckets/many/keys"))
+            .call()
+            .unwrap()
+            .status(),
+        400
+    );
 }
 
 #[test]
 fn preflist_ping_stats_and_resource_map() {
     let node = TestNode::start(&[]);
     let h = http();
-    let pl = json(h.get(&node.url("/buckets/b/keys/k/preflist")).call().unwrap());
+    let pl = json(
+        h.get(&node.url("/buckets/b/keys/k/preflist"))
+            .call()
+            .unwrap(),
+    );
     let entries = pl["preflist"].as_array().unwrap();
     assert_eq!(entries.len(), 3);
     let first = entries[0]["partition"].as_u64().unwrap();
@@ -325,7 +445,10 @@ fn preflist_ping_stats_and_resource_map() {
     }
 
     assert_eq!(body(h.get(&node.url("/ping")).call().unwrap()), "OK");
-    h.put(&node.url("/buckets/b/keys/k")).header("Content-Type", "text/plain").send("x").unwrap();
+    h.put(&node.url("/buckets/b/keys/k"))
+        .header("Content-Type", "text/plain")
+        .send("x")
+        .unwrap();
     h.get(&node.url("/buckets/b/keys/k")).call().unwrap();
     let stats = json(h.get(&node.url("/stats")).call().unwrap());
     assert_eq!(stats["riak_kv_version"], "3.2.3");
@@ -334,12 +457,29 @@ fn preflist_ping_stats_and_resource_map() {
     assert!(stats["node_gets_total"].as_u64().unwrap() >= 1);
     assert!(stats["node_puts_total"].as_u64().unwrap() >= 1);
     assert!(stats["rill_version"].is_string());
-    for k in ["node_get_fsm_time_mean", "node_get_fsm_time_median", "node_get_fsm_time_95", "node_get_fsm_time_99", "node_get_fsm_time_100"] {
+    for k in [
+        "node_get_fsm_time_mean",
+        "node_get_fsm_time_median",
+        "node_get_fsm_time_95",
+        "node_get_fsm_time_99",
+        "node_get_fsm_time_100",
+    ] {
         assert!(stats[k].is_u64(), "{k}");
     }
 
-    let map = json(h.get(&node.url("/")).header("Accept", "application/json").call().unwrap());
-    for k in ["riak_kv_wm_buckets", "riak_kv_wm_bucket_type", "riak_kv_wm_preflist", "riak_kv_wm_stats", "riak_kv_wm_ping"] {
+    let map = json(
+        h.get(&node.url("/"))
+            .header("Accept", "application/json")
+            .call()
+            .unwrap(),
+    );
+    for k in [
+        "riak_kv_wm_buckets",
+        "riak_kv_wm_bucket_type",
+        "riak_kv_wm_preflist",
+        "riak_kv_wm_stats",
+        "riak_kv_wm_ping",
+    ] {
         assert!(map[k].is_string(), "{k}");
     }
 }
@@ -358,10 +498,19 @@ fn bad_input_gets_clear_errors() {
     assert!(b.contains("r query parameter"), "{b}");
     let (s, b) = status_and_body(h.get(&format!("{url}?r=5")).call().unwrap());
     assert_eq!(s, 400, "{b}");
-    let (s, _) = status_and_body(h.put(&format!("{url}?w=7")).header("Content-Type", "text/plain").send("x").unwrap());
+    let (s, _) = status_and_body(
+        h.put(&format!("{url}?w=7"))
+            .header("Content-Type", "text/plain")
+            .send("x")
+            .unwrap(),
+    );
     assert_eq!(s, 400);
     let (s, b) = status_and_body(
-        h.put(&url).header("Content-Type", "text/plain").header("X-Riak-Vclock", "!!!").send("x").unwrap(),
+        h.put(&url)
+            .header("Content-Type", "text/plain")
+            .header("X-Riak-Vclock", "!!!")
+            .send("x")
+            .unwrap(),
     );
     assert_eq!(s, 400);
     assert!(b.contains("X-Riak-Vclock"), "{b}");
@@ -369,11 +518,20 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(s, 400);
     assert!(b.contains("Content-Type"), "{b}");
     let (s, _) = status_and_body(
-        h.put(&url).header("Content-Type", "text/plain").header("X-Riak-Index-bad", "x").send("x").unwrap(),
+        h.put(&url)
+            .header("Content-Type", "text/plain")
+            .header("X-Riak-Index-bad", "x")
+            .send("x")
+            .unwrap(),
     );
     assert_eq!(s, 400);
     let big = vec![b'x'; 200_000];
-    let (s, _) = status_and_body(h.put(&url).header("Content-Type", "text/plain").send(&big[..]).unwrap());
+    let (s, _) = status_and_body(
+        h.put(&url)
+            .header("Content-Type", "text/plain")
+            .send(&big[..])
+            .unwrap(),
+    );
     assert_eq!(s, 413);
     let (s, _) = status_and_body(h.get(&node.url("/nothing/here")).call().unwrap());
     assert_eq!(s, 404);

@@ -27,12 +27,20 @@ pub(crate) async fn handle(
                 .into_iter()
                 .map(|(n, s)| json!({ "name": n, "active": s == TypeStatus::Active }))
                 .collect();
-            Ok(respond(StatusCode::OK, "application/json", json!({ "types": types }).to_string()))
+            Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                json!({ "types": types }).to_string(),
+            ))
         }
         (Some(name), false, Method::GET) => {
             let (props, status) = meta.type_props(&name)?;
-            let body = json!({ "name": name, "active": status == TypeStatus::Active, "props": props.to_json(&name) });
-            Ok(respond(StatusCode::OK, "application/json", body.to_string()))
+            let body = json!({ "name": name, "active": status == TypeStatus::Active, "props": props.to_json(None)["props"] });
+            Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                body.to_string(),
+            ))
         }
         (Some(name), false, Method::POST) => {
             let patch = props_body(req).await?;
@@ -48,6 +56,9 @@ pub(crate) async fn handle(
             meta.activate_type(&name)?;
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
         }
-        _ => Err(HttpError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        _ => Err(HttpError::status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
     }
 }

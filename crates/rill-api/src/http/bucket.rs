@@ -19,24 +19,35 @@ use super::{Api, HttpError, bucket_of, respond};
 const JSON: &str = "application/json";
 
 /// `GET .../keys?keys=true|stream`.
-pub(crate) fn list_keys(api: &Api, bref: &BucketRef, req: &Request) -> Result<Response, HttpError> {
-    let params = Params::parse(req.uri().query());
+pub(crate) fn list_keys(
+    api: &Api,
+    bref: &BucketRef,
+    params: &Params,
+) -> Result<Response, HttpError> {
     let bucket = bucket_of(bref)?;
     match params.get("keys") {
         Some("true") => Ok(stream_json(api.node.list_keys(&bucket)?, "keys", false)),
         Some("stream") => Ok(stream_json(api.node.list_keys(&bucket)?, "keys", true)),
-        _ => Err(HttpError::bad_request("keys parameter must be true or stream")),
+        _ => Err(HttpError::bad_request(
+            "keys parameter must be true or stream",
+        )),
     }
 }
 
 /// `GET /types/T/buckets?buckets=true|stream`, `/buckets?buckets=...`.
-pub(crate) fn list_buckets(api: &Api, btype: &Bytes, req: &Request) -> Result<Response, HttpError> {
-    let params = Params::parse(req.uri().query());
-    let btype = std::str::from_utf8(btype).map_err(|_| HttpError::bad_request("bucket type must be UTF-8"))?;
+pub(crate) fn list_buckets(
+    api: &Api,
+    btype: &Bytes,
+    params: &Params,
+) -> Result<Response, HttpError> {
+    let btype = std::str::from_utf8(btype)
+        .map_err(|_| HttpError::bad_request("bucket type must be UTF-8"))?;
     match params.get("buckets") {
         Some("true") => Ok(stream_json(api.node.list_buckets(btype)?, "buckets", false)),
         Some("stream") => Ok(stream_json(api.node.list_buckets(btype)?, "buckets", true)),
-        _ => Err(HttpError::bad_request("buckets parameter must be true or stream")),
+        _ => Err(HttpError::bad_request(
+            "buckets parameter must be true or stream",
+        )),
     }
 }
 
@@ -47,7 +58,10 @@ fn stream_json(chunks: KeyChunks, field: &'static str, per_chunk: bool) -> Respo
     let mut first = true;
     let body = ReceiverStream::new(chunks).map(move |chunk| {
         let names = chunk.map_err(std::io::Error::other)?;
-        let names: Vec<String> = names.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+        let names: Vec<String> = names
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
         let text = if per_chunk {
             json!({ field: names }).to_string()
         } else {
@@ -62,7 +76,8 @@ fn stream_json(chunks: KeyChunks, field: &'static str, per_chunk: bool) -> Respo
     let body = if per_chunk {
         Body::from_stream(body)
     } else {
-        let open = futures::stream::once(async move { Ok(Bytes::from(format!("{{\"{field}\":["))) });
+        let open =
+            futures::stream::once(async move { Ok(Bytes::from(format!("{{\"{field}\":["))) });
         let close = futures::stream::once(async { Ok(Bytes::from_static(b"]}")) });
         Body::from_stream(open.chain(body).chain(close))
     };
@@ -73,12 +88,16 @@ fn stream_json(chunks: KeyChunks, field: &'static str, per_chunk: bool) -> Respo
 pub(crate) fn get_props(api: &Api, bref: &BucketRef) -> Result<Response, HttpError> {
     let bucket = bucket_of(bref)?;
     let props = api.node.metadata().bucket_props(&bucket)?;
-    let body = json!({ "props": props.to_json(&String::from_utf8_lossy(&bucket.name)) });
+    let body = props.to_json(Some(&String::from_utf8_lossy(&bucket.name)));
     Ok(respond(StatusCode::OK, JSON, body.to_string()))
 }
 
 /// `PUT .../props` (and `PUT /riak/B`): body `{"props":{...}}`.
-pub(crate) async fn set_props(api: &Api, bref: &BucketRef, req: Request) -> Result<Response, HttpError> {
+pub(crate) async fn set_props(
+    api: &Api,
+    bref: &BucketRef,
+    req: Request,
+) -> Result<Response, HttpError> {
     let bucket = bucket_of(bref)?;
     let patch = props_body(req).await?;
     api.node.metadata().set_bucket_props(&bucket, &patch)?;
@@ -96,12 +115,16 @@ pub(crate) fn reset_props(api: &Api, bref: &BucketRef) -> Result<Response, HttpE
 pub(crate) fn get_type_props(api: &Api, btype: &Bytes) -> Result<Response, HttpError> {
     let name = type_name(btype)?;
     let (props, _) = api.node.metadata().type_props(name)?;
-    let body = json!({ "props": props.to_json(name) });
+    let body = props.to_json(None);
     Ok(respond(StatusCode::OK, JSON, body.to_string()))
 }
 
 /// `PUT /types/T/props`: update an existing type.
-pub(crate) async fn set_type_props(api: &Api, btype: &Bytes, req: Request) -> Result<Response, HttpError> {
+pub(crate) async fn set_type_props(
+    api: &Api,
+    btype: &Bytes,
+    req: Request,
+) -> Result<Response, HttpError> {
     let name = type_name(btype)?.to_string();
     let patch = props_body(req).await?;
     api.node.metadata().update_type(&name, &patch)?;
@@ -110,16 +133,20 @@ pub(crate) async fn set_type_props(api: &Api, btype: &Bytes, req: Request) -> Re
 
 /// `GET /riak/B`: the legacy bucket resource — props (unless `props=false`) and, with
 /// `keys=true`, the keys.
-pub(crate) async fn legacy_bucket(api: &Api, bref: &BucketRef, req: &Request) -> Result<Response, HttpError> {
-    let params = Params::parse(req.uri().query());
+pub(crate) async fn legacy_bucket(
+    api: &Api,
+    bref: &BucketRef,
+    params: &Params,
+) -> Result<Response, HttpError> {
     if params.get("keys") == Some("stream") {
-        return list_keys(api, bref, req);
+        return list_keys(api, bref, params);
     }
     let bucket = bucket_of(bref)?;
     let mut out = serde_json::Map::new();
     if params.get("props") != Some("false") {
         let props = api.node.metadata().bucket_props(&bucket)?;
-        out.insert("props".into(), props.to_json(&String::from_utf8_lossy(&bucket.name)));
+        let name = String::from_utf8_lossy(&bucket.name);
+        out.insert("props".into(), props.to_json(Some(&name))["props"].clone());
     }
     if params.get("keys") == Some("true") {
         // The legacy resource answers in one JSON document; keys are gathered from the stream.
@@ -132,7 +159,11 @@ pub(crate) async fn legacy_bucket(api: &Api, bref: &BucketRef, req: &Request) ->
         }
         out.insert("keys".into(), Value::Array(keys));
     }
-    Ok(respond(StatusCode::OK, JSON, Value::Object(out).to_string()))
+    Ok(respond(
+        StatusCode::OK,
+        JSON,
+        Value::Object(out).to_string(),
+    ))
 }
 
 /// `GET .../keys/K/preflist`.
@@ -146,7 +177,11 @@ pub(crate) fn preflist(api: &Api, bref: &BucketRef, key: Bytes) -> Result<Respon
         .into_iter()
         .map(|e| json!({ "partition": e.partition, "node": e.node.to_string(), "primary": e.primary }))
         .collect();
-    Ok(respond(StatusCode::OK, JSON, json!({ "preflist": list }).to_string()))
+    Ok(respond(
+        StatusCode::OK,
+        JSON,
+        json!({ "preflist": list }).to_string(),
+    ))
 }
 
 /// Reads a `{"props":{...}}` body and returns the inner object.
@@ -158,7 +193,9 @@ pub(crate) async fn props_body(req: Request) -> Result<Value, HttpError> {
         .map_err(|e| HttpError::bad_request(format!("Malformed JSON properties: {e}")))?;
     match v.get("props") {
         Some(p @ Value::Object(_)) => Ok(p.clone()),
-        _ => Err(HttpError::bad_request("JSON object must contain a \"props\" object")),
+        _ => Err(HttpError::bad_request(
+            "JSON object must contain a \"props\" object",
+        )),
     }
 }
 

@@ -59,9 +59,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let api = Arc::new(Api { node, config });
     let app = Router::new().fallback(handle).with_state(api);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn handle(
@@ -78,8 +81,10 @@ async fn handle(
             error_response(&e)
         }
     };
-    resp.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static(concat!("Rill/", env!("CARGO_PKG_VERSION"))));
+    resp.headers_mut().insert(
+        header::SERVER,
+        HeaderValue::from_static(concat!("Rill/", env!("CARGO_PKG_VERSION"))),
+    );
     resp
 }
 
@@ -90,34 +95,49 @@ async fn dispatch(
     req: Request,
 ) -> Result<Response, HttpError> {
     let method = req.method().clone();
+    let params = params::Params::parse(req.uri().query());
     match (resource, method) {
         (Resource::Ping, Method::GET | Method::HEAD) => Ok(ops::ping()),
         (Resource::Stats, Method::GET) => Ok(ops::stats(api)),
         (Resource::Root, Method::GET) => Ok(ops::resource_map(&req)),
-        (Resource::Object { bucket, key }, m) => object::handle(api, bucket, Some(key), m, req).await,
-        (Resource::Keys { bucket }, Method::POST) => object::handle(api, bucket, None, Method::POST, req).await,
-        (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &req),
+        (Resource::Object { bucket, key }, m) => {
+            object::handle(api, bucket, Some(key), m, req).await
+        }
+        (Resource::Keys { bucket }, Method::POST) => {
+            object::handle(api, bucket, None, Method::POST, req).await
+        }
+        (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &params),
         (Resource::LegacyBucket { bucket }, Method::POST) => {
             object::handle(api, bucket, None, Method::POST, req).await
         }
-        (Resource::LegacyBucket { bucket }, Method::GET) => bucket::legacy_bucket(api, &bucket, &req).await,
+        (Resource::LegacyBucket { bucket }, Method::GET) => {
+            bucket::legacy_bucket(api, &bucket, &params).await
+        }
         (Resource::LegacyBucket { bucket } | Resource::BucketProps { bucket }, Method::PUT) => {
             bucket::set_props(api, &bucket, req).await
         }
         (Resource::BucketProps { bucket }, Method::GET) => bucket::get_props(api, &bucket),
         (Resource::BucketProps { bucket }, Method::DELETE) => bucket::reset_props(api, &bucket),
         (Resource::TypeProps { btype }, Method::GET) => bucket::get_type_props(api, &btype),
-        (Resource::TypeProps { btype }, Method::PUT) => bucket::set_type_props(api, &btype, req).await,
-        (Resource::Buckets { btype }, Method::GET) => bucket::list_buckets(api, &btype, &req),
+        (Resource::TypeProps { btype }, Method::PUT) => {
+            bucket::set_type_props(api, &btype, req).await
+        }
+        (Resource::Buckets { btype }, Method::GET) => bucket::list_buckets(api, &btype, &params),
         (Resource::Preflist { bucket, key }, Method::GET) => bucket::preflist(api, &bucket, key),
         (Resource::AdminTypes { name, activate }, m) => {
             if !api.config.admin_remote && !peer.ip().is_loopback() {
-                return Err(HttpError::status(StatusCode::FORBIDDEN, "administration is only served to loopback clients"));
+                return Err(HttpError::status(
+                    StatusCode::FORBIDDEN,
+                    "administration is only served to loopback clients",
+                ));
             }
             admin::handle(api, name, activate, m, req).await
         }
         (Resource::NotFound, _) => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),
-        _ => Err(HttpError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        _ => Err(HttpError::status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
     }
 }
 
@@ -183,7 +203,11 @@ pub(crate) fn bucket_of(r: &BucketRef) -> Result<Bucket, HttpError> {
 }
 
 /// A response with a body and content type.
-pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)

@@ -41,13 +41,29 @@ pub(crate) async fn handle(
     let params = Params::parse(req.uri().query());
     match (method, key) {
         (Method::GET | Method::HEAD, Some(key)) => {
-            get(api, &bref, BKey::new(bucket, key).map_err(bad)?, &params, req.headers()).await
+            get(
+                api,
+                &bref,
+                BKey::new(bucket, key).map_err(bad)?,
+                &params,
+                req.headers(),
+            )
+            .await
         }
         (Method::PUT | Method::POST, key) => put(api, &bref, bucket, key, &params, req).await,
         (Method::DELETE, Some(key)) => {
-            delete(api, BKey::new(bucket, key).map_err(bad)?, &params, req.headers()).await
+            delete(
+                api,
+                BKey::new(bucket, key).map_err(bad)?,
+                &params,
+                req.headers(),
+            )
+            .await
         }
-        _ => Err(HttpError::status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        _ => Err(HttpError::status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
     }
 }
 
@@ -70,7 +86,11 @@ async fn get(
     match api.node.get(&bkey, &opts).await? {
         GetResponse::Found(obj) => {
             if let Some(vtag) = params.get("vtag") {
-                let Some(c) = obj.contents.iter().find(|c| c.meta.vtag.as_ref() == vtag.as_bytes()) else {
+                let Some(c) = obj
+                    .contents
+                    .iter()
+                    .find(|c| c.meta.vtag.as_ref() == vtag.as_bytes())
+                else {
                     return Err(HttpError::status(StatusCode::NOT_FOUND, "not found"));
                 };
                 return Ok(single(bref, &obj.vclock, c, StatusCode::OK));
@@ -119,13 +139,18 @@ async fn put(
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let Some(ctype) = headers.get(header::CONTENT_TYPE) else {
-        return Err(HttpError::bad_request("Missing Content-Type request header"));
+        return Err(HttpError::bad_request(
+            "Missing Content-Type request header",
+        ));
     };
     let value = axum::body::to_bytes(body, api.config.max_body)
         .await
         .map_err(|_| HttpError::status(StatusCode::PAYLOAD_TOO_LARGE, "Object too large"))?;
     // `X-Riak-If-Not-Modified: <vclock>`: write only if the stored clock is still that one.
-    let if_not_modified = headers.get("x-riak-if-not-modified").map(parse_vclock).transpose()?;
+    let if_not_modified = headers
+        .get("x-riak-if-not-modified")
+        .map(parse_vclock)
+        .transpose()?;
     let context = match (&if_not_modified, headers.get(VCLOCK)) {
         (Some(expected), _) => expected.clone(),
         (None, Some(v)) => parse_vclock(v)?,
@@ -207,11 +232,19 @@ async fn check_if_match(api: &Api, bkey: &BKey, expected: &HeaderValue) -> Resul
     if matches {
         Ok(())
     } else {
-        Err(HttpError::status(StatusCode::PRECONDITION_FAILED, "Precondition Failed"))
+        Err(HttpError::status(
+            StatusCode::PRECONDITION_FAILED,
+            "Precondition Failed",
+        ))
     }
 }
 
-async fn delete(api: &Api, bkey: BKey, params: &Params, headers: &HeaderMap) -> Result<Response, HttpError> {
+async fn delete(
+    api: &Api,
+    bkey: BKey,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
     let opts = DeleteOptions {
         rw: params.quorum("rw")?,
         r: params.quorum("r")?,
@@ -227,7 +260,10 @@ async fn delete(api: &Api, bkey: BKey, params: &Params, headers: &HeaderMap) -> 
         DeleteOutcome::Deleted => StatusCode::NO_CONTENT,
         DeleteOutcome::NotFound => StatusCode::NOT_FOUND,
     };
-    Ok(Response::builder().status(status).body(Body::empty()).expect("valid"))
+    Ok(Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .expect("valid"))
 }
 
 /// One sibling as a full response: value as body, metadata as headers.
@@ -277,9 +313,12 @@ fn siblings(bref: &BucketRef, obj: &RiakObject, req_headers: &HeaderMap) -> Resp
         body.put_slice(&c.value);
     }
     body.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    b.header(header::CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}"))
-        .body(Body::from(body.freeze()))
-        .expect("valid headers")
+    b.header(
+        header::CONTENT_TYPE,
+        format!("multipart/mixed; boundary={boundary}"),
+    )
+    .body(Body::from(body.freeze()))
+    .expect("valid headers")
 }
 
 /// The headers that describe one sibling's metadata.
@@ -296,12 +335,19 @@ fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
     }
     insert(h, header::ETAG.as_str(), &etag_bytes(c));
     let modified = UNIX_EPOCH + Duration::from_micros(m.last_modified_us);
-    insert(h, header::LAST_MODIFIED.as_str(), httpdate::fmt_http_date(modified).as_bytes());
+    insert(
+        h,
+        header::LAST_MODIFIED.as_str(),
+        httpdate::fmt_http_date(modified).as_bytes(),
+    );
     let bucket = Bucket {
         btype: bref.btype.clone(),
         name: bref.name.clone(),
     };
-    let mut links = vec![format!("<{}>; rel=\"up\"", bucket_path(bref.family, &bucket))];
+    let mut links = vec![format!(
+        "<{}>; rel=\"up\"",
+        bucket_path(bref.family, &bucket)
+    )];
     for l in &m.links {
         let target = Bucket {
             btype: bref.btype.clone(),
@@ -315,7 +361,10 @@ fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
     }
     insert(h, header::LINK.as_str(), links.join(", ").as_bytes());
     for (k, v) in &m.usermeta {
-        let name = format!("{META_PREFIX}{}", String::from_utf8_lossy(k).to_ascii_lowercase());
+        let name = format!(
+            "{META_PREFIX}{}",
+            String::from_utf8_lossy(k).to_ascii_lowercase()
+        );
         insert(h, &name, v);
     }
     // One header per index field, values joined as Riak does.
@@ -327,7 +376,10 @@ fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
             values.push(String::from_utf8_lossy(&m.indexes[i].1).into_owned());
             i += 1;
         }
-        let name = format!("{INDEX_PREFIX}{}", String::from_utf8_lossy(field).to_ascii_lowercase());
+        let name = format!(
+            "{INDEX_PREFIX}{}",
+            String::from_utf8_lossy(field).to_ascii_lowercase()
+        );
         insert(h, &name, values.join(", ").as_bytes());
     }
     if m.deleted {
@@ -345,7 +397,10 @@ fn insert(h: &mut HeaderMap, name: &str, value: &[u8]) {
         (Ok(n), Ok(v)) => {
             h.append(n, v);
         }
-        _ => tracing::debug!(name, "metadata not representable as an HTTP header; omitted"),
+        _ => tracing::debug!(
+            name,
+            "metadata not representable as an HTTP header; omitted"
+        ),
     }
 }
 
@@ -409,11 +464,14 @@ fn split_content_type(v: &HeaderValue) -> Result<(Bytes, Option<Bytes>), HttpErr
     let mut parts = s.split(';');
     let ctype = parts.next().unwrap_or("").trim();
     if ctype.is_empty() {
-        return Err(HttpError::bad_request("Missing Content-Type request header"));
+        return Err(HttpError::bad_request(
+            "Missing Content-Type request header",
+        ));
     }
     let charset = parts.find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case("charset")).then(|| Bytes::copy_from_slice(v.trim().trim_matches('"').as_bytes()))
+        (k.trim().eq_ignore_ascii_case("charset"))
+            .then(|| Bytes::copy_from_slice(v.trim().trim_matches('"').as_bytes()))
     });
     Ok((Bytes::copy_from_slice(ctype.as_bytes()), charset))
 }
@@ -426,7 +484,10 @@ fn usermeta_from(h: &HeaderMap) -> Vec<(Bytes, Bytes)> {
     h.iter()
         .filter_map(|(n, v)| {
             let key = n.as_str().strip_prefix(META_PREFIX)?;
-            Some((Bytes::copy_from_slice(key.as_bytes()), Bytes::copy_from_slice(v.as_bytes())))
+            Some((
+                Bytes::copy_from_slice(key.as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            ))
         })
         .collect()
 }
@@ -435,7 +496,9 @@ fn usermeta_from(h: &HeaderMap) -> Vec<(Bytes, Bytes)> {
 fn indexes_from(h: &HeaderMap) -> Result<Vec<(Bytes, Bytes)>, HttpError> {
     let mut out = Vec::new();
     for (n, v) in h {
-        let Some(field) = n.as_str().strip_prefix(INDEX_PREFIX) else { continue };
+        let Some(field) = n.as_str().strip_prefix(INDEX_PREFIX) else {
+            continue;
+        };
         let is_int = field.ends_with("_int");
         if !is_int && !field.ends_with("_bin") {
             return Err(HttpError::bad_request(format!(
@@ -451,7 +514,10 @@ fn indexes_from(h: &HeaderMap) -> Result<Vec<(Bytes, Bytes)>, HttpError> {
                     "Could not parse index fields: {field} value {value} is not an integer"
                 )));
             }
-            out.push((Bytes::copy_from_slice(field.as_bytes()), Bytes::copy_from_slice(value.as_bytes())));
+            out.push((
+                Bytes::copy_from_slice(field.as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            ));
         }
     }
     out.sort();
@@ -468,11 +534,11 @@ fn links_from(h: &HeaderMap) -> Result<Vec<Link>, HttpError> {
             .to_str()
             .map_err(|_| HttpError::bad_request("Invalid Link header"))?;
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let Some((target, rest)) = entry
-                .strip_prefix('<')
-                .and_then(|e| e.split_once('>'))
+            let Some((target, rest)) = entry.strip_prefix('<').and_then(|e| e.split_once('>'))
             else {
-                return Err(HttpError::bad_request(format!("Invalid Link header: {entry}")));
+                return Err(HttpError::bad_request(format!(
+                    "Invalid Link header: {entry}"
+                )));
             };
             let Some(tag) = rest.split(';').find_map(|p| {
                 let (k, v) = p.split_once('=')?;
@@ -482,8 +548,14 @@ fn links_from(h: &HeaderMap) -> Result<Vec<Link>, HttpError> {
             };
             let segs: Vec<&str> = target.split('/').filter(|s| !s.is_empty()).collect();
             let (bucket, key) = match segs.as_slice() {
-                ["riak", b, k] | ["buckets", b, "keys", k] | ["types", _, "buckets", b, "keys", k] => (*b, *k),
-                _ => return Err(HttpError::bad_request(format!("Invalid Link header: {entry}"))),
+                ["riak", b, k]
+                | ["buckets", b, "keys", k]
+                | ["types", _, "buckets", b, "keys", k] => (*b, *k),
+                _ => {
+                    return Err(HttpError::bad_request(format!(
+                        "Invalid Link header: {entry}"
+                    )));
+                }
             };
             let dec = |s: &str| Bytes::from(percent_decode_str(s).collect::<Vec<u8>>());
             out.push(Link {
@@ -532,7 +604,8 @@ mod tests {
 
     #[test]
     fn content_type_and_charset_are_split() {
-        let (ct, cs) = split_content_type(&HeaderValue::from_static("text/plain; charset=utf-8")).unwrap();
+        let (ct, cs) =
+            split_content_type(&HeaderValue::from_static("text/plain; charset=utf-8")).unwrap();
         assert_eq!(ct.as_ref(), b"text/plain");
         assert_eq!(cs.as_deref(), Some(&b"utf-8"[..]));
         let (ct, cs) = split_content_type(&HeaderValue::from_static("application/json")).unwrap();
@@ -553,7 +626,10 @@ mod tests {
         assert_eq!(links.len(), 2);
         assert_eq!(links[1].key.as_ref(), b"k 2");
         assert_eq!(links[0].tag.as_ref(), b"t1");
-        h.insert(header::LINK, HeaderValue::from_static("garbage; riaktag=\"x\""));
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("garbage; riaktag=\"x\""),
+        );
         assert!(links_from(&h).is_err());
     }
 

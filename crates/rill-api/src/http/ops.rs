@@ -23,12 +23,21 @@ pub(crate) fn stats(api: &Api) -> Response {
     m.insert("rill_version".into(), RILL_VERSION.into());
     m.insert("ring_creation_size".into(), node.ring().size().into());
     m.insert("ring_num_partitions".into(), node.ring().size().into());
-    let members: Vec<Value> = node.ring().members().iter().map(|n| n.to_string().into()).collect();
+    let members: Vec<Value> = node
+        .ring()
+        .members()
+        .iter()
+        .map(|n| n.to_string().into())
+        .collect();
     m.insert("ring_members".into(), members.clone().into());
     m.insert("connected_nodes".into(), Value::Array(Vec::new()));
     m.insert("storage_backend".into(), node.backend_name().into());
     node.stats().report(&mut m);
-    respond(StatusCode::OK, "application/json", Value::Object(m).to_string())
+    respond(
+        StatusCode::OK,
+        "application/json",
+        Value::Object(m).to_string(),
+    )
 }
 
 /// The resources Riak lists at `/`: clients use it to pick URL schemes and features.
@@ -56,8 +65,15 @@ pub(crate) fn resource_map(req: &Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json"));
     if wants_json {
-        let map: Map<String, Value> = RESOURCES.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        return respond(StatusCode::OK, "application/json", Value::Object(map).to_string());
+        let map: Map<String, Value> = RESOURCES
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        return respond(
+            StatusCode::OK,
+            "application/json",
+            Value::Object(map).to_string(),
+        );
     }
     let mut html = String::from("<html><body><ul>");
     for (name, path) in RESOURCES {

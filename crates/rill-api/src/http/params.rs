@@ -13,7 +13,11 @@ pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     pub(crate) fn parse(query: Option<&str>) -> Params {
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         Params(
             query
                 .unwrap_or("")
@@ -28,14 +32,17 @@ impl Params {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A quorum parameter: an integer or one of `one`, `quorum`, `all`, `default`.
     pub(crate) fn quorum(&self, name: &str) -> Result<Option<Quorum>, HttpError> {
         self.get(name)
             .map(|v| {
-                Quorum::parse(v).map_err(|_| {
+                v.parse::<Quorum>().map_err(|_| {
                     HttpError::bad_request(format!(
                         "{name} query parameter must be an integer or one of the following words: \
                          'one', 'quorum', 'all' or 'default'"
@@ -62,9 +69,11 @@ impl Params {
     pub(crate) fn timeout(&self) -> Result<Option<Duration>, HttpError> {
         self.get("timeout")
             .map(|v| {
-                v.parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| HttpError::bad_request("timeout query parameter must be an integer (milliseconds)"))
+                v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                    HttpError::bad_request(
+                        "timeout query parameter must be an integer (milliseconds)",
+                    )
+                })
             })
             .transpose()
     }

@@ -36,21 +36,40 @@ pub enum Resource {
     Ping,
     Stats,
     /// An object: `.../keys/K`, `/riak/B/K`.
-    Object { bucket: BucketRef, key: Bytes },
+    Object {
+        bucket: BucketRef,
+        key: Bytes,
+    },
     /// A bucket's key collection: `.../keys` (list with `?keys=`, POST creates a key).
-    Keys { bucket: BucketRef },
+    Keys {
+        bucket: BucketRef,
+    },
     /// `.../props`
-    BucketProps { bucket: BucketRef },
+    BucketProps {
+        bucket: BucketRef,
+    },
     /// `/riak/B`: legacy bucket resource (props and keys; POST creates a key).
-    LegacyBucket { bucket: BucketRef },
+    LegacyBucket {
+        bucket: BucketRef,
+    },
     /// `/types/T/props`
-    TypeProps { btype: Bytes },
+    TypeProps {
+        btype: Bytes,
+    },
     /// `/types/T/buckets`, `/buckets`, `/riak` (list with `?buckets=`).
-    Buckets { btype: Bytes },
+    Buckets {
+        btype: Bytes,
+    },
     /// `.../keys/K/preflist`
-    Preflist { bucket: BucketRef, key: Bytes },
+    Preflist {
+        bucket: BucketRef,
+        key: Bytes,
+    },
     /// `/admin/bucket-types[/NAME[/activate]]` (loopback-only administration).
-    AdminTypes { name: Option<String>, activate: bool },
+    AdminTypes {
+        name: Option<String>,
+        activate: bool,
+    },
     NotFound,
 }
 
@@ -78,12 +97,14 @@ pub fn parse(path: &str) -> Resource {
         [b"types", _, b"buckets"] => Resource::Buckets {
             btype: segs[1].clone(),
         },
-        [b"types", _, b"buckets", _, rest @ ..] => {
-            bucket_resource(bref(segs[1].clone(), &segs[3], Family::Typed), rest, &segs[5..])
-        }
+        [b"types", _, b"buckets", _, rest @ ..] => bucket_resource(
+            bref(segs[1].clone(), &segs[3], Family::Typed),
+            rest,
+            &segs[4..],
+        ),
         [b"buckets"] => Resource::Buckets { btype: default() },
         [b"buckets", _, rest @ ..] => {
-            bucket_resource(bref(default(), &segs[1], Family::Buckets), rest, &segs[3..])
+            bucket_resource(bref(default(), &segs[1], Family::Buckets), rest, &segs[2..])
         }
         [b"riak"] => Resource::Buckets { btype: default() },
         [b"riak", _] => Resource::LegacyBucket {
@@ -116,7 +137,8 @@ fn decode_segment(seg: &str) -> Bytes {
     Bytes::from(percent_decode(plus_as_space.as_bytes()).collect::<Vec<u8>>())
 }
 
-/// The part after `.../buckets/B`: `keys`, `keys/K`, `keys/K/preflist`, `props`.
+/// The part after `.../buckets/B`: `keys`, `keys/K`, `keys/K/preflist`, `props`. `rest` and
+/// `owned` are the same segments, borrowed for matching and owned for keeping.
 fn bucket_resource(bucket: BucketRef, rest: &[&[u8]], owned: &[Bytes]) -> Resource {
     match rest {
         [b"keys"] => Resource::Keys { bucket },
@@ -147,15 +169,26 @@ mod tests {
         assert_eq!(
             typed,
             Resource::Object {
-                bucket: BucketRef { btype: b("t"), name: b("b"), family: Family::Typed },
+                bucket: BucketRef {
+                    btype: b("t"),
+                    name: b("b"),
+                    family: Family::Typed
+                },
                 key: b("k")
             }
         );
-        for (path, family) in [("/buckets/b/keys/k", Family::Buckets), ("/riak/b/k", Family::Legacy)] {
+        for (path, family) in [
+            ("/buckets/b/keys/k", Family::Buckets),
+            ("/riak/b/k", Family::Legacy),
+        ] {
             assert_eq!(
                 parse(path),
                 Resource::Object {
-                    bucket: BucketRef { btype: b("default"), name: b("b"), family },
+                    bucket: BucketRef {
+                        btype: b("default"),
+                        name: b("b"),
+                        family
+                    },
                     key: b("k")
                 }
             );
@@ -186,12 +219,32 @@ mod tests {
 
     #[test]
     fn bucket_level_resources() {
-        assert!(matches!(parse("/types/t/buckets/b/keys"), Resource::Keys { .. }));
-        assert!(matches!(parse("/buckets/b/props"), Resource::BucketProps { .. }));
-        assert!(matches!(parse("/types/t/props"), Resource::TypeProps { .. }));
-        assert_eq!(parse("/types/t/buckets"), Resource::Buckets { btype: b("t") });
-        assert_eq!(parse("/buckets"), Resource::Buckets { btype: b("default") });
-        assert!(matches!(parse("/buckets/b/keys/k/preflist"), Resource::Preflist { .. }));
+        assert!(matches!(
+            parse("/types/t/buckets/b/keys"),
+            Resource::Keys { .. }
+        ));
+        assert!(matches!(
+            parse("/buckets/b/props"),
+            Resource::BucketProps { .. }
+        ));
+        assert!(matches!(
+            parse("/types/t/props"),
+            Resource::TypeProps { .. }
+        ));
+        assert_eq!(
+            parse("/types/t/buckets"),
+            Resource::Buckets { btype: b("t") }
+        );
+        assert_eq!(
+            parse("/buckets"),
+            Resource::Buckets {
+                btype: b("default")
+            }
+        );
+        assert!(matches!(
+            parse("/buckets/b/keys/k/preflist"),
+            Resource::Preflist { .. }
+        ));
         assert!(matches!(parse("/riak/b"), Resource::LegacyBucket { .. }));
         assert_eq!(parse("/"), Resource::Root);
         assert_eq!(parse("/ping"), Resource::Ping);
@@ -200,7 +253,10 @@ mod tests {
         assert_eq!(parse("/buckets/b/keys/k/extra"), Resource::NotFound);
         assert_eq!(
             parse("/admin/bucket-types/t/activate"),
-            Resource::AdminTypes { name: Some("t".into()), activate: true }
+            Resource::AdminTypes {
+                name: Some("t".into()),
+                activate: true
+            }
         );
     }
 }

@@ -8,7 +8,8 @@ use rill_core::ring::PreflistEntry;
 use serde_json::{Map, Value, json};
 
 use super::riak::{
-    RpbBucketKeyPreflistItem, RpbBucketProps, RpbCommitHook, RpbContent, RpbLink, RpbModFun, RpbPair,
+    RpbBucketKeyPreflistItem, RpbBucketProps, RpbCommitHook, RpbContent, RpbLink, RpbModFun,
+    RpbPair,
 };
 
 /// A PB content as the node's content (a fresh write: the caller supplies vtag and time).
@@ -84,7 +85,10 @@ pub(crate) fn content_to_pb(c: &Content, head: bool) -> RpbContent {
 
 /// Every sibling of an object as PB contents.
 pub(crate) fn contents_to_pb(obj: &RiakObject, head: bool) -> Vec<RpbContent> {
-    obj.contents.iter().map(|c| content_to_pb(c, head)).collect()
+    obj.contents
+        .iter()
+        .map(|c| content_to_pb(c, head))
+        .collect()
 }
 
 /// A PB quorum field (absent = the bucket's value).
@@ -192,10 +196,15 @@ pub(crate) fn props_patch(p: &RpbBucketProps) -> Value {
 /// Effective bucket properties as PB, from their JSON form (the one representation both APIs
 /// share).
 pub(crate) fn props_to_pb(props: &BucketProps) -> RpbBucketProps {
-    let j = props.to_json("");
+    let json = props.to_json(None);
+    let j = &json["props"];
     let u = |k: &str| j.get(k).and_then(Value::as_u64).map(|v| v as u32);
     let b = |k: &str| j.get(k).and_then(Value::as_bool);
-    let s = |k: &str| j.get(k).and_then(Value::as_str).map(|v| Bytes::copy_from_slice(v.as_bytes()));
+    let s = |k: &str| {
+        j.get(k)
+            .and_then(Value::as_str)
+            .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+    };
     let q = |k: &str| {
         j.get(k)
             .and_then(|v| serde_json::from_value::<Quorum>(v.clone()).ok())
@@ -214,7 +223,10 @@ pub(crate) fn props_to_pb(props: &BucketProps) -> RpbBucketProps {
             .into_iter()
             .flatten()
             .map(|h| RpbCommitHook {
-                modfun: match (h.get("mod").and_then(Value::as_str), h.get("fun").and_then(Value::as_str)) {
+                modfun: match (
+                    h.get("mod").and_then(Value::as_str),
+                    h.get("fun").and_then(Value::as_str),
+                ) {
                     (Some(m), Some(f)) => Some(RpbModFun {
                         module: Bytes::copy_from_slice(m.as_bytes()),
                         function: Bytes::copy_from_slice(f.as_bytes()),

@@ -24,7 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::FramedRead;
 
 use super::codes::MessageCode;
-use super::convert::{contents_to_pb, content_from_pb, preflist_item, props_patch, props_to_pb, quorum};
+use super::convert::{
+    content_from_pb, contents_to_pb, preflist_item, props_patch, props_to_pb, quorum,
+};
 use super::frame::{InboundFrame, RiakCodec};
 use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
@@ -114,7 +116,10 @@ impl Connection {
                 },
                 InboundFrame::TooLarge { len } => {
                     let max = self.reader.decoder().max_frame_len();
-                    error_frame(&format!("message of {len} bytes exceeds the limit of {max} bytes"), &mut self.out)
+                    error_frame(
+                        &format!("message of {len} bytes exceeds the limit of {max} bytes"),
+                        &mut self.out,
+                    )
                 }
                 InboundFrame::Empty => error_frame("empty frame: no message code", &mut self.out),
             }
@@ -166,9 +171,11 @@ impl Connection {
             Request::ListBuckets(m) => return self.list_buckets(m).await,
             Request::GetBucket(m) => self.get_bucket(bucket(m.r#type, m.bucket)),
             Request::SetBucket(m) => {
-                let props = m.props.unwrap_or_default();
+                let props = m.props;
                 bucket(m.r#type, m.bucket).and_then(|b| {
-                    self.node.metadata().set_bucket_props(&b, &props_patch(&props))?;
+                    self.node
+                        .metadata()
+                        .set_bucket_props(&b, &props_patch(&props))?;
                     encode_empty(MessageCode::SetBucketResp, &mut self.out);
                     Ok(())
                 })
@@ -180,7 +187,7 @@ impl Connection {
             }),
             Request::GetBucketType(m) => self.get_bucket_type(&m.r#type),
             Request::SetBucketType(m) => {
-                let props = m.props.unwrap_or_default();
+                let props = m.props;
                 type_name(&m.r#type).and_then(|t| {
                     self.node.metadata().update_type(t, &props_patch(&props))?;
                     encode_empty(MessageCode::SetBucketResp, &mut self.out);
@@ -256,13 +263,21 @@ impl Connection {
         };
         let req = PutRequest {
             bkey: bkey.clone(),
-            context: m.vclock.as_deref().map(vclock).transpose()?.unwrap_or_default(),
+            context: m
+                .vclock
+                .as_deref()
+                .map(vclock)
+                .transpose()?
+                .unwrap_or_default(),
             content: content_from_pb(content, generate_vtag(), now_us()),
         };
         let head = opts.return_head && !opts.return_body;
         let stored = self.node.put(req, &opts).await?.object;
         let resp = RpbPutResp {
-            content: stored.as_ref().map(|o| contents_to_pb(o, head)).unwrap_or_default(),
+            content: stored
+                .as_ref()
+                .map(|o| contents_to_pb(o, head))
+                .unwrap_or_default(),
             vclock: stored.as_ref().map(|o| o.vclock.to_bytes()),
             key: generated.then(|| bkey.key.clone()),
         };
@@ -297,15 +312,23 @@ impl Connection {
                 return Ok(());
             }
         };
-        self.stream_chunks(rx, |keys| RpbListKeysResp { keys, done: None }, MessageCode::ListKeysResp, || {
-            RpbListKeysResp { keys: Vec::new(), done: Some(true) }
-        })
+        self.stream_chunks(
+            rx,
+            |keys| RpbListKeysResp { keys, done: None },
+            MessageCode::ListKeysResp,
+            || RpbListKeysResp {
+                keys: Vec::new(),
+                done: Some(true),
+            },
+        )
         .await
     }
 
     /// `RpbListBucketsResp`: streamed chunks with a final `done` when asked, else one message.
     async fn list_buckets(&mut self, m: RpbListBucketsReq) -> std::io::Result<()> {
-        let btype = m.r#type.unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
+        let btype = m
+            .r#type
+            .unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
         let rx = match type_name(&btype).and_then(|t| self.node.list_buckets(t)) {
             Ok(rx) => rx,
             Err(e) => {
@@ -317,9 +340,15 @@ impl Connection {
             return self
                 .stream_chunks(
                     rx,
-                    |buckets| RpbListBucketsResp { buckets, done: None },
+                    |buckets| RpbListBucketsResp {
+                        buckets,
+                        done: None,
+                    },
                     MessageCode::ListBucketsResp,
-                    || RpbListBucketsResp { buckets: Vec::new(), done: Some(true) },
+                    || RpbListBucketsResp {
+                        buckets: Vec::new(),
+                        done: Some(true),
+                    },
                 )
                 .await;
         }
@@ -334,7 +363,10 @@ impl Connection {
                 }
             }
         }
-        let msg = RpbListBucketsResp { buckets: all, done: None };
+        let msg = RpbListBucketsResp {
+            buckets: all,
+            done: None,
+        };
         if let Err(e) = encode_response(MessageCode::ListBucketsResp, &msg, &mut self.out) {
             error_frame(&e.to_string(), &mut self.out);
         }
@@ -353,7 +385,8 @@ impl Connection {
         while let Some(item) = rx.recv().await {
             match item {
                 Ok(names) => {
-                    encode_response(code, &chunk(names), &mut self.out).map_err(std::io::Error::other)?;
+                    encode_response(code, &chunk(names), &mut self.out)
+                        .map_err(std::io::Error::other)?;
                     self.flush().await?;
                 }
                 Err(e) => {
@@ -369,7 +402,7 @@ impl Connection {
     fn get_bucket(&mut self, b: Result<Bucket, NodeError>) -> Result<(), NodeError> {
         let props = self.node.metadata().bucket_props(&b?)?;
         let msg = RpbGetBucketResp {
-            props: Some(props_to_pb(&props)),
+            props: props_to_pb(&props),
         };
         self.respond(MessageCode::GetBucketResp, &msg)
     }
@@ -377,7 +410,7 @@ impl Connection {
     fn get_bucket_type(&mut self, btype: &Bytes) -> Result<(), NodeError> {
         let (props, _) = self.node.metadata().type_props(type_name(btype)?)?;
         let msg = RpbGetBucketResp {
-            props: Some(props_to_pb(&props)),
+            props: props_to_pb(&props),
         };
         self.respond(MessageCode::GetBucketResp, &msg)
     }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use rill_core::bkey::BKey;
 use rill_core::fsm::get::{GetOutcome, GetParams, GetReply};
 use rill_core::fsm::{DeleteQuorums, DeleteRequest};
-use rill_core::props::Quorum;
 use rill_core::object::{Content, Metadata};
+use rill_core::props::{Quorum, QuorumParam};
 use rill_core::vclock::VClock;
 
 use crate::config::DeleteMode;
@@ -28,10 +28,16 @@ impl Node {
         let n = resolve_n(opts.n_val, &props)?;
         // Riak: rw is the default for both halves; explicit r and w take precedence.
         let quorums = DeleteQuorums::resolve(DeleteRequest {
-            r: opts.r.map(|q| resolve_quorum("r", Some(q), props.r, n)).transpose()?,
-            w: opts.w.map(|q| resolve_quorum("w", Some(q), props.w, n)).transpose()?,
-            rw: resolve_quorum("rw", opts.rw, props.rw, n)?,
-            bucket_r: resolve_quorum("r", None, props.r, n)?,
+            r: opts
+                .r
+                .map(|q| resolve_quorum(QuorumParam::R, Some(q), &props, n))
+                .transpose()?,
+            w: opts
+                .w
+                .map(|q| resolve_quorum(QuorumParam::W, Some(q), &props, n))
+                .transpose()?,
+            rw: resolve_quorum(QuorumParam::Rw, opts.rw, &props, n)?,
+            bucket_r: resolve_quorum(QuorumParam::R, None, &props, n)?,
         });
         let context = match &opts.vclock {
             Some(v) => v.clone(),

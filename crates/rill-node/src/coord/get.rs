@@ -8,7 +8,7 @@ use rill_core::fsm::Target;
 use rill_core::fsm::get::{GetFsm, GetOutcome, GetParams, GetReply};
 use rill_core::merge::{self, Relation};
 use rill_core::object::RiakObject;
-use rill_core::props::BucketProps;
+use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::PreflistEntry;
 
 use crate::coord::{merge_options, resolve_n, resolve_quorum};
@@ -20,7 +20,9 @@ impl Node {
     /// Reads an object with the request's quorum options.
     pub async fn get(&self, bkey: &BKey, opts: &GetOptions) -> NodeResult<GetResponse> {
         let started = Instant::now();
-        let result = self.with_timeout(opts.timeout, self.get_inner(bkey, opts)).await;
+        let result = self
+            .with_timeout(opts.timeout, self.get_inner(bkey, opts))
+            .await;
         self.inner.stats.get_fsm.record(started.elapsed());
         if matches!(result, Ok(GetResponse::NotFound { .. })) {
             self.inner.stats.node_get_notfound.inc();
@@ -33,8 +35,8 @@ impl Node {
         let n = resolve_n(opts.n_val, &props)?;
         let params = GetParams {
             n,
-            r: resolve_quorum("r", opts.r, props.r, n)?,
-            pr: resolve_quorum("pr", opts.pr, props.pr, n)?,
+            r: resolve_quorum(QuorumParam::R, opts.r, &props, n)?,
+            pr: resolve_quorum(QuorumParam::Pr, opts.pr, &props, n)?,
             notfound_ok: opts.notfound_ok.unwrap_or(props.notfound_ok),
             basic_quorum: opts.basic_quorum.unwrap_or(props.basic_quorum),
         };
@@ -42,7 +44,9 @@ impl Node {
         let fsm = self.read_replicas(bkey, params, &targets)?;
         let merge_opts = merge_options(&props);
         let merged = match fsm.outcome() {
-            Some(GetOutcome::Found) => merge::reconcile(&objects(fsm.decision_replies()), &merge_opts),
+            Some(GetOutcome::Found) => {
+                merge::reconcile(&objects(fsm.decision_replies()), &merge_opts)
+            }
             Some(GetOutcome::NotFound) => None,
             Some(GetOutcome::Failed(e)) => return Err(NodeError::GetQuorum(e.clone())),
             None => return Err(NodeError::Timeout),
@@ -65,7 +69,11 @@ impl Node {
         if opts.if_modified.as_ref() == Some(&obj.vclock) {
             return Ok(GetResponse::Unchanged);
         }
-        Ok(GetResponse::Found(if opts.head { head_only(obj) } else { obj }))
+        Ok(GetResponse::Found(if opts.head {
+            head_only(obj)
+        } else {
+            obj
+        }))
     }
 
     /// Reads every replica of the preference list through the quorum machine, which keeps
@@ -79,7 +87,10 @@ impl Node {
         let fsm_targets = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| Target { index: i, primary: t.primary })
+            .map(|(i, t)| Target {
+                index: i,
+                primary: t.primary,
+            })
             .collect();
         let mut fsm = GetFsm::new(params, fsm_targets).map_err(NodeError::GetQuorum)?;
         for (i, target) in targets.iter().enumerate() {
@@ -131,11 +142,15 @@ impl Node {
         tokio::spawn(async move {
             for target in stale {
                 let result = node.replica(&target).and_then(|r| match r {
-                    Replica::Local(v) => v.replica_put(&bkey, &merged, &opts, &node.inner.config.limits),
+                    Replica::Local(v) => {
+                        v.replica_put(&bkey, &merged, &opts, &node.inner.config.limits)
+                    }
                 });
                 match result {
                     Ok(_) => node.inner.stats.read_repairs.inc(),
-                    Err(e) => tracing::warn!(partition = target.partition, error = %e, "read repair failed"),
+                    Err(e) => {
+                        tracing::warn!(partition = target.partition, error = %e, "read repair failed")
+                    }
                 }
             }
             if let Err(e) = node.commit().await {
@@ -147,5 +162,8 @@ impl Node {
 
 /// The objects carried by a set of replies.
 fn objects(replies: &[(usize, GetReply<RiakObject>)]) -> Vec<RiakObject> {
-    replies.iter().filter_map(|(_, r)| r.object().cloned()).collect()
+    replies
+        .iter()
+        .filter_map(|(_, r)| r.object().cloned())
+        .collect()
 }

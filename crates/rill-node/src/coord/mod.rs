@@ -9,7 +9,7 @@ mod put;
 pub use list::KeyChunks;
 
 use rill_core::merge::MergeOptions;
-use rill_core::props::{BucketProps, Quorum, QuorumError};
+use rill_core::props::{BucketProps, Quorum, QuorumError, QuorumParam};
 
 use crate::error::{NodeError, NodeResult};
 
@@ -27,12 +27,13 @@ pub(crate) fn resolve_n(requested: Option<u32>, props: &BucketProps) -> NodeResu
 
 /// A quorum parameter as a number: the request's value, else the bucket's, against `n`.
 pub(crate) fn resolve_quorum(
-    name: &'static str,
+    param: QuorumParam,
     requested: Option<Quorum>,
-    bucket: Quorum,
+    props: &BucketProps,
     n: u32,
 ) -> Result<u32, QuorumError> {
-    requested.unwrap_or(bucket).resolve(name, n, bucket)
+    let bucket = props.quorum(param);
+    requested.unwrap_or(bucket).resolve(param, n, bucket)
 }
 
 /// The merge rules a bucket's properties imply.

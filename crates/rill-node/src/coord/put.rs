@@ -5,11 +5,10 @@
 
 use std::time::Instant;
 
-use rill_core::bkey::BKey;
 use rill_core::fsm::Target;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
 use rill_core::object::RiakObject;
-use rill_core::props::BucketProps;
+use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::PreflistEntry;
 use rill_core::vclock::PruneLimits;
 
@@ -23,7 +22,9 @@ impl Node {
     /// Writes an object with the request's quorum and conditional options.
     pub async fn put(&self, req: PutRequest, opts: &PutOptions) -> NodeResult<PutResponse> {
         let started = Instant::now();
-        let result = self.with_timeout(opts.timeout, self.put_inner(req, opts)).await;
+        let result = self
+            .with_timeout(opts.timeout, self.put_inner(req, opts))
+            .await;
         self.inner.stats.put_fsm.record(started.elapsed());
         result
     }
@@ -33,14 +34,16 @@ impl Node {
         let n = resolve_n(opts.n_val, &props)?;
         let params = PutParams {
             n,
-            w: resolve_quorum("w", opts.w, props.w, n)?,
-            dw: resolve_quorum("dw", opts.dw, props.dw, n)?,
-            pw: resolve_quorum("pw", opts.pw, props.pw, n)?,
+            w: resolve_quorum(QuorumParam::W, opts.w, &props, n)?,
+            dw: resolve_quorum(QuorumParam::Dw, opts.dw, &props, n)?,
+            pw: resolve_quorum(QuorumParam::Pw, opts.pw, &props, n)?,
         };
         self.check_conditions(&req, opts).await?;
 
         let targets = self.preflist(&req.bkey, n);
-        let stored = self.write_replicas(&req, opts, &props, params, &targets).await?;
+        let stored = self
+            .write_replicas(&req, opts, &props, params, &targets)
+            .await?;
         let object = if opts.return_body {
             Some(stored)
         } else if opts.return_head {
@@ -89,7 +92,10 @@ impl Node {
         let fsm_targets = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| Target { index: i, primary: t.primary })
+            .map(|(i, t)| Target {
+                index: i,
+                primary: t.primary,
+            })
             .collect();
         // The first target coordinates; `asis` writes have no coordinator (every replica merges).
         let coordinator = (!opts.asis).then_some(0);
@@ -167,8 +173,8 @@ impl Node {
 
 fn prune_limits(props: &BucketProps) -> PruneLimits {
     PruneLimits {
-        small: props.small_vclock,
-        big: props.big_vclock,
+        small: props.small_vclock as usize,
+        big: props.big_vclock as usize,
         young_secs: props.young_vclock,
         old_secs: props.old_vclock,
     }

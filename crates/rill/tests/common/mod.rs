@@ -37,7 +37,14 @@ impl TestNode {
     pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
         cmd.arg("start")
-            .args(["--http", "127.0.0.1:0", "--pb", "127.0.0.1:0", "--ring-size", "16"])
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--pb",
+                "127.0.0.1:0",
+                "--ring-size",
+                "16",
+            ])
             .arg("--data-dir")
             .arg(dir)
             .args(extra)
@@ -60,7 +67,9 @@ impl TestNode {
                 }
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("node did not report listening");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node did not report listening");
         TestNode {
             child,
             http: field(&line, "http="),
@@ -81,7 +90,10 @@ impl TestNode {
 
     /// SIGTERM and wait; returns whether the process exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
@@ -121,7 +133,9 @@ pub struct PbClient {
 impl PbClient {
     pub fn connect(addr: SocketAddr) -> PbClient {
         let stream = TcpStream::connect(addr).expect("connect PB");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         PbClient { stream }
     }
@@ -164,7 +178,11 @@ impl PbClient {
     pub fn call_err(&mut self, req: &Request) -> String {
         self.send(req);
         let (code, body) = self.recv();
-        assert_eq!(code, MessageCode::ErrorResp.as_u8(), "expected an error response");
+        assert_eq!(
+            code,
+            MessageCode::ErrorResp.as_u8(),
+            "expected an error response"
+        );
         let e = rill_api::pb::riak::RpbErrorResp::decode(body).unwrap();
         String::from_utf8_lossy(&e.errmsg).into_owned()
     }
