@@ -53,6 +53,10 @@ fn put_then_get_round_trips_value_and_metadata() {
         "{links}"
     );
     assert!(links.contains("</buckets/b>; rel=\"up\""), "{links}");
+    assert!(
+        !links.contains("/types/default"),
+        "default-type links use /buckets: {links}"
+    );
     assert!(header(&resp, "etag").unwrap().starts_with('"'));
     assert!(header(&resp, "last-modified").unwrap().ends_with("GMT"));
     let vclock = header(&resp, "x-riak-vclock").unwrap();

@@ -572,10 +572,14 @@ fn enc(b: &[u8]) -> String {
     percent_encoding::percent_encode(b, NON_ALPHANUMERIC).to_string()
 }
 
+/// The URL of a bucket in the family the client used (Riak writes default-type buckets as
+/// `/buckets/B` even when addressed through `/types/default`).
 fn bucket_path(family: Family, b: &Bucket) -> String {
     match family {
-        Family::Typed => format!("/types/{}/buckets/{}", enc(&b.btype), enc(&b.name)),
-        Family::Buckets => format!("/buckets/{}", enc(&b.name)),
+        Family::Typed if !b.is_default_type() => {
+            format!("/types/{}/buckets/{}", enc(&b.btype), enc(&b.name))
+        }
+        Family::Typed | Family::Buckets => format!("/buckets/{}", enc(&b.name)),
         Family::Legacy => format!("/riak/{}", enc(&b.name)),
     }
 }

@@ -120,6 +120,8 @@ fn field(line: &str, name: &str) -> SocketAddr {
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // 300 Multiple Choices is Riak's siblings answer, not a redirect to follow.
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
