@@ -367,20 +367,14 @@ fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
         );
         insert(h, &name, v);
     }
-    // One header per index field, values joined as Riak does.
-    let mut i = 0;
-    while i < m.indexes.len() {
-        let field = &m.indexes[i].0;
-        let mut values = Vec::new();
-        while i < m.indexes.len() && &m.indexes[i].0 == field {
-            values.push(String::from_utf8_lossy(&m.indexes[i].1).into_owned());
-            i += 1;
-        }
-        let name = format!(
-            "{INDEX_PREFIX}{}",
-            String::from_utf8_lossy(field).to_ascii_lowercase()
-        );
-        insert(h, &name, values.join(", ").as_bytes());
+    // One header per index field, values joined as Riak does (indexes are kept sorted).
+    for group in m.indexes.chunk_by(|a, b| a.0 == b.0) {
+        let values: Vec<String> = group
+            .iter()
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let field = String::from_utf8_lossy(&group[0].0).to_ascii_lowercase();
+        insert(h, &format!("{INDEX_PREFIX}{field}"), values.join(", ").as_bytes());
     }
     if m.deleted {
         insert(h, "x-riak-deleted", b"true");
