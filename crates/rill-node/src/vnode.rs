@@ -70,6 +70,12 @@ impl Vnode {
         })
     }
 
+    /// The partition's store, for tests that damage a replica on purpose.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &dyn PartitionStore {
+        self.store.as_ref()
+    }
+
     pub fn partition(&self) -> PartitionId {
         self.partition
     }
@@ -100,7 +106,7 @@ impl Vnode {
             &rules.merge,
         );
         obj.vclock.prune(rules.now_us / 1_000_000, &rules.prune);
-        obj.check_limits(rules.limits)?;
+        check_limits(bkey, &obj, rules.limits)?;
         self.store.put(&skey, &codec::encode(&obj))?;
         Ok(obj)
     }
@@ -120,7 +126,7 @@ impl Vnode {
         match merge::replica_merge(local.as_ref(), incoming, opts) {
             ReplicaMerge::Unchanged => Ok(local.unwrap_or_else(|| incoming.clone())),
             ReplicaMerge::Store(obj) => {
-                obj.check_limits(limits)?;
+                check_limits(bkey, &obj, limits)?;
                 self.store.put(&skey, &codec::encode(&obj))?;
                 Ok(obj)
             }
@@ -197,6 +203,18 @@ impl Vnode {
         });
         self.stripes[(h % STRIPES as u64) as usize].lock()
     }
+}
+
+/// Refuses objects over the limits; logs those past the warning thresholds, as Riak does.
+fn check_limits(bkey: &BKey, obj: &RiakObject, limits: &Limits) -> NodeResult<()> {
+    for warning in obj.check_limits(limits)? {
+        tracing::warn!(
+            bucket = %String::from_utf8_lossy(&bkey.bucket.name),
+            key = %String::from_utf8_lossy(&bkey.key),
+            "{warning:?}"
+        );
+    }
+    Ok(())
 }
 
 /// The smallest byte string greater than every string that starts with `prefix`

@@ -374,7 +374,11 @@ fn content_headers(bref: &BucketRef, c: &Content, h: &mut HeaderMap) {
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .collect();
         let field = String::from_utf8_lossy(&group[0].0).to_ascii_lowercase();
-        insert(h, &format!("{INDEX_PREFIX}{field}"), values.join(", ").as_bytes());
+        insert(
+            h,
+            &format!("{INDEX_PREFIX}{field}"),
+            values.join(", ").as_bytes(),
+        );
     }
     if m.deleted {
         insert(h, "x-riak-deleted", b"true");

@@ -5,6 +5,8 @@ mod delete;
 mod get;
 mod list;
 mod put;
+#[cfg(test)]
+mod tests;
 
 pub use list::KeyChunks;
 

@@ -1,0 +1,321 @@
+//! Coordinator tests on a real node (memory backend): read repair, tombstone reaping, limits,
+//! and quorum failures caused by a replica whose stored bytes are corrupt.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rill_core::bkey::{BKey, Bucket};
+use rill_core::object::{Content, LimitError, Metadata, RiakObject};
+use rill_core::props::Quorum;
+use rill_core::vclock::VClock;
+use serde_json::json;
+
+use crate::config::{BackendKind, DeleteMode, NodeConfig};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::request::{
+    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest,
+};
+
+fn node_with(f: impl FnOnce(&mut NodeConfig)) -> Node {
+    let mut config = NodeConfig {
+        backend: BackendKind::Memory,
+        ring_size: 16,
+        ..NodeConfig::default()
+    };
+    f(&mut config);
+    Node::start(config).expect("node starts").0
+}
+
+fn bkey(bucket: &str, key: &str) -> BKey {
+    BKey::new(
+        Bucket::default_type(bucket.to_string()).unwrap(),
+        key.to_string(),
+    )
+    .unwrap()
+}
+
+fn write(value: &str, bkey: &BKey, context: VClock) -> PutRequest {
+    PutRequest {
+        bkey: bkey.clone(),
+        context,
+        content: Content {
+            meta: Metadata::default(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            dot: None,
+        },
+    }
+}
+
+async fn put(node: &Node, bkey: &BKey, value: &str, context: VClock) -> RiakObject {
+    let opts = PutOptions {
+        return_body: true,
+        ..PutOptions::default()
+    };
+    node.put(write(value, bkey, context), &opts)
+        .await
+        .unwrap()
+        .object
+        .unwrap()
+}
+
+async fn get(node: &Node, bkey: &BKey) -> GetResponse {
+    node.get(bkey, &GetOptions::default()).await.unwrap()
+}
+
+/// The replicas (vnodes) of a key, in preference-list order.
+fn replicas<'a>(node: &'a Node, bkey: &BKey) -> Vec<&'a crate::vnode::Vnode> {
+    node.preflist(bkey, 3)
+        .iter()
+        .map(|e| node.local_vnode(e.partition).unwrap())
+        .collect()
+}
+
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn read_repair_restores_a_missing_replica() {
+    let node = node_with(|_| {});
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    let third = replicas(&node, &k)[2];
+    third.store().delete(&k.storage_key()).unwrap();
+    assert!(third.get(&k).unwrap().is_none());
+
+    let GetResponse::Found(obj) = get(&node, &k).await else {
+        panic!("found expected")
+    };
+    assert_eq!(obj.contents[0].value, "v");
+    assert!(
+        eventually(|| third.get(&k).unwrap().is_some()).await,
+        "replica repaired"
+    );
+    assert_eq!(third.get(&k).unwrap().unwrap(), obj);
+    assert_eq!(node.stats().read_repairs.get(), 1);
+}
+
+#[tokio::test]
+async fn read_repair_brings_a_stale_replica_forward() {
+    let node = node_with(|_| {});
+    let k = bkey("b", "k");
+    let v1 = put(&node, &k, "v1", VClock::new()).await;
+    let stale = replicas(&node, &k)[1];
+    let old_bytes = stale.store().get(&k.storage_key()).unwrap().unwrap();
+    let v2 = put(&node, &k, "v2", v1.vclock.clone()).await;
+    stale.store().put(&k.storage_key(), &old_bytes).unwrap();
+
+    let GetResponse::Found(obj) = get(&node, &k).await else {
+        panic!("found expected")
+    };
+    assert_eq!(obj.vclock, v2.vclock, "the newer version wins the read");
+    assert!(eventually(|| stale.get(&k).unwrap().unwrap().vclock == v2.vclock).await);
+}
+
+#[tokio::test]
+async fn a_corrupt_replica_is_an_error_reply_that_quorum_tolerates() {
+    let node = node_with(|_| {});
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    replicas(&node, &k)[0]
+        .store()
+        .put(&k.storage_key(), b"\xffnot an object")
+        .unwrap();
+    // r = quorum (2 of 3): the two good replicas answer.
+    assert!(matches!(get(&node, &k).await, GetResponse::Found(_)));
+    // r = all cannot be met: Riak's R-value error names the counts.
+    let all = GetOptions {
+        r: Some(Quorum::All),
+        ..GetOptions::default()
+    };
+    match node.get(&k, &all).await {
+        Err(NodeError::GetQuorum(e)) => {
+            assert!(e.to_string().contains("R-value unsatisfied"), "{e}")
+        }
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
+    // A write needing every replica fails the same way, and names W.
+    let opts = PutOptions {
+        w: Some(Quorum::All),
+        ..PutOptions::default()
+    };
+    let err = node
+        .put(write("w", &k, VClock::new()), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::PutQuorum(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn quorum_values_above_n_val_are_refused() {
+    let node = node_with(|_| {});
+    let k = bkey("b", "k");
+    let opts = GetOptions {
+        r: Some(Quorum::N(4)),
+        ..GetOptions::default()
+    };
+    assert!(matches!(
+        node.get(&k, &opts).await,
+        Err(NodeError::InvalidQuorum(_))
+    ));
+    let opts = PutOptions {
+        dw: Some(Quorum::N(9)),
+        ..PutOptions::default()
+    };
+    let err = node
+        .put(write("x", &k, VClock::new()), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::InvalidQuorum(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn sibling_and_size_limits_refuse_writes() {
+    let node = node_with(|c| c.limits.size_max = 50_000);
+    let bucket = Bucket::default_type("many").unwrap();
+    node.metadata()
+        .set_bucket_props(&bucket, &json!({"allow_mult": true}))
+        .unwrap();
+    let k = BKey::new(bucket, "k").unwrap();
+    for i in 0..100 {
+        put(&node, &k, &format!("v{i}"), VClock::new()).await;
+    }
+    let err = node
+        .put(
+            write("one too many", &k, VClock::new()),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NodeError::Limit(LimitError::TooManySiblings { count: 101, .. })
+        ),
+        "{err:?}"
+    );
+    let GetResponse::Found(obj) = get(&node, &k).await else {
+        panic!()
+    };
+    assert_eq!(obj.contents.len(), 100, "the refused write stored nothing");
+
+    let big = "x".repeat(60_000);
+    let err = node
+        .put(
+            write(&big, &bkey("b", "big"), VClock::new()),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NodeError::Limit(LimitError::TooLarge { .. })),
+        "{err:?}"
+    );
+    assert!(matches!(
+        get(&node, &bkey("b", "big")).await,
+        GetResponse::NotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn immediate_delete_mode_reaps_every_replica() {
+    let node = node_with(|c| c.delete_mode = DeleteMode::Immediate);
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    assert_eq!(
+        node.delete(&k, &DeleteOptions::default()).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    let reps = replicas(&node, &k);
+    assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+    assert_eq!(node.stats().tombstones_reaped.get(), 3);
+    assert_eq!(
+        node.delete(&k, &DeleteOptions::default()).await.unwrap(),
+        DeleteOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn keep_delete_mode_keeps_tombstones_and_returns_their_clock() {
+    let node = node_with(|c| c.delete_mode = DeleteMode::Keep);
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    node.delete(&k, &DeleteOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        replicas(&node, &k)
+            .iter()
+            .all(|v| v.get(&k).unwrap().unwrap().is_tombstone())
+    );
+    let opts = GetOptions {
+        deleted_vclock: true,
+        ..GetOptions::default()
+    };
+    match node.get(&k, &opts).await.unwrap() {
+        GetResponse::NotFound {
+            tombstone: Some(clock),
+        } => assert!(!clock.is_empty()),
+        other => panic!("expected a tombstone clock, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_write_racing_the_reaper_survives() {
+    let node = node_with(|c| c.delete_mode = DeleteMode::After(Duration::from_millis(100)));
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    node.delete(&k, &DeleteOptions::default()).await.unwrap();
+    // Write again before the reaper runs: the tombstone it saw is gone, so it removes nothing.
+    put(&node, &k, "back", VClock::new()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let GetResponse::Found(obj) = get(&node, &k).await else {
+        panic!("resurrected write lost")
+    };
+    assert_eq!(obj.contents[0].value, "back");
+    assert_eq!(node.stats().tombstones_reaped.get(), 0);
+}
+
+#[tokio::test]
+async fn conditional_writes() {
+    let node = node_with(|_| {});
+    let k = bkey("b", "k");
+    let none_match = PutOptions {
+        if_none_match: true,
+        ..PutOptions::default()
+    };
+    node.put(write("first", &k, VClock::new()), &none_match)
+        .await
+        .unwrap();
+    let err = node
+        .put(write("second", &k, VClock::new()), &none_match)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::MatchFound));
+
+    let GetResponse::Found(current) = get(&node, &k).await else {
+        panic!()
+    };
+    let not_modified = PutOptions {
+        if_not_modified: true,
+        ..PutOptions::default()
+    };
+    let err = node
+        .put(write("stale", &k, VClock::new()), &not_modified)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Modified));
+    node.put(write("fresh", &k, current.vclock), &not_modified)
+        .await
+        .unwrap();
+    let GetResponse::Found(obj) = get(&node, &k).await else {
+        panic!()
+    };
+    assert_eq!(obj.contents[0].value, "fresh");
+}
