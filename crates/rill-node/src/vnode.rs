@@ -159,32 +159,32 @@ impl Vnode {
         Ok(())
     }
 
-    /// Calls `f` with every distinct bucket stored here whose type is `btype`.
-    pub fn fold_buckets(&self, btype: &[u8], mut f: impl FnMut(Bucket) -> bool) -> NodeResult<()> {
+    /// The first bucket of type `btype` stored here that sorts after `after` (in storage
+    /// order), found with one seek: listing buckets costs a seek per bucket, not a read per key.
+    pub fn next_bucket(&self, btype: &[u8], after: Option<&Bucket>) -> NodeResult<Option<Bucket>> {
+        // No stored key equals a bucket prefix's successor (keys are non-empty), so "after" it
+        // means "from the next bucket on".
+        let start_after = match after {
+            None => None,
+            Some(b) => match prefix_successor(b.storage_prefix()) {
+                past if past.is_empty() => return Ok(None),
+                past => Some(past),
+            },
+        };
         let type_prefix = Bucket::type_prefix(btype);
-        let mut start_after: Option<Vec<u8>> = None;
-        loop {
-            // Seek to the first key past the last bucket seen: one seek per bucket, not per key.
-            let mut iter = self.store.scan_keys(&type_prefix, start_after.as_deref());
-            let Some(item) = iter.next() else {
-                return Ok(());
-            };
-            let key = item?;
-            let parts = rill_core::bkey::split_storage_key(&key)
-                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-            let bucket = Bucket::new(
-                Bytes::copy_from_slice(parts.btype),
-                Bytes::copy_from_slice(parts.name),
-            )
+        let mut iter = self.store.scan_keys(&type_prefix, start_after.as_deref());
+        let Some(item) = iter.next() else {
+            return Ok(None);
+        };
+        let key = item?;
+        let parts = rill_core::bkey::split_storage_key(&key)
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-            // Continue after every key of this bucket. No stored key equals the prefix's
-            // successor (keys are non-empty), so "after" it means "from the next bucket on".
-            let past = prefix_successor(bucket.storage_prefix());
-            if !f(bucket) || past.is_empty() {
-                return Ok(());
-            }
-            start_after = Some(past);
-        }
+        Bucket::new(
+            Bytes::copy_from_slice(parts.btype),
+            Bytes::copy_from_slice(parts.name),
+        )
+        .map(Some)
+        .map_err(|e| NodeError::Corrupt(e.to_string()))
     }
 
     fn read(&self, skey: &[u8]) -> NodeResult<Option<RiakObject>> {

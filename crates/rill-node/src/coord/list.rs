@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::ring::PartitionId;
-use std::collections::BTreeSet;
 use tokio::sync::mpsc;
 
 use crate::error::NodeResult;
@@ -69,30 +68,51 @@ impl Node {
         Ok(rx)
     }
 
-    /// Streams the names of every bucket of a type that holds at least one key.
+    /// Streams the names of every bucket of a type that holds at least one key, in storage
+    /// order. Each step asks every vnode for its first bucket past the last one sent and takes
+    /// the smallest: a merge of sorted streams, so duplicates across vnodes never need a set
+    /// and memory stays constant however many buckets there are.
     pub fn list_buckets(&self, btype: &str) -> NodeResult<KeyChunks> {
         self.inner.metadata.check_type_active(btype)?;
         let node = self.clone();
         let btype = Bytes::copy_from_slice(btype.as_bytes());
         let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
         tokio::task::spawn_blocking(move || {
-            // Buckets are few compared with keys; a set de-duplicates across vnodes.
-            let mut seen = BTreeSet::new();
-            for vnode in node.vnodes() {
-                let result = vnode.fold_buckets(&btype, |b| {
-                    seen.insert(b.name);
-                    !tx.is_closed()
-                });
-                if let Err(e) = result {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut last: Option<Bucket> = None;
+            loop {
+                let next = node
+                    .vnodes()
+                    .map(|v| v.next_bucket(&btype, last.as_ref()))
+                    .filter_map(Result::transpose)
+                    .try_fold(None::<(Vec<u8>, Bucket)>, |best, found| {
+                        let found = found?;
+                        let key = found.storage_prefix();
+                        Ok(match best {
+                            Some((k, b)) if k <= key => Some((k, b)),
+                            _ => Some((key, found)),
+                        })
+                    });
+                match next {
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                    Ok(None) => break,
+                    Ok(Some((_, bucket))) => {
+                        chunk.push(bucket.name.clone());
+                        last = Some(bucket);
+                        if chunk.len() == CHUNK {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                            if tx.blocking_send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
                 }
             }
-            let all: Vec<Bytes> = seen.into_iter().collect();
-            for chunk in all.chunks(CHUNK) {
-                if tx.blocking_send(Ok(chunk.to_vec())).is_err() {
-                    return;
-                }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
             }
         });
         Ok(rx)

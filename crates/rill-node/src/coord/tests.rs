@@ -319,3 +319,44 @@ async fn conditional_writes() {
     };
     assert_eq!(obj.contents[0].value, "fresh");
 }
+
+async fn drain(mut rx: crate::coord::KeyChunks) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        out.extend(chunk.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn listing_reports_each_key_and_bucket_once() {
+    let node = node_with(|_| {});
+    for b in ["a", "bb", "c", "\u{ff}"] {
+        for i in 0..30 {
+            put(&node, &bkey(b, &format!("k{i}")), "v", VClock::new()).await;
+        }
+    }
+    let mut buckets = drain(node.list_buckets("default").unwrap()).await;
+    let listed = buckets.len();
+    buckets.sort();
+    buckets.dedup();
+    assert_eq!(listed, buckets.len(), "no duplicates");
+    assert_eq!(
+        buckets,
+        ["a", "bb", "c", "\u{ff}"].map(|s| Bytes::from(s.as_bytes().to_vec()))
+    );
+
+    let mut keys = drain(
+        node.list_keys(&Bucket::default_type("bb").unwrap())
+            .unwrap(),
+    )
+    .await;
+    keys.sort();
+    let mut expected: Vec<Bytes> = (0..30).map(|i| Bytes::from(format!("k{i}"))).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(matches!(
+        node.list_buckets("nosuchtype"),
+        Err(NodeError::UnknownBucketType(_))
+    ));
+}
