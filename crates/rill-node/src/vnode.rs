@@ -8,6 +8,10 @@
 //! Everything here is synchronous and short: a few microseconds of encoding plus one point read and
 //! one write into the LSM memtable. Durability (journal flush or fsync) is awaited by the caller,
 //! once per request, through the backend's group commit.
+//!
+//! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`; compiled in
+//! with the `failpoints` feature) make a replica fail as a broken disk would, so quorum failures
+//! can be tested end to end.
 
 use std::sync::Arc;
 
@@ -82,6 +86,7 @@ impl Vnode {
 
     /// Reads the stored object, tombstones included.
     pub fn get(&self, bkey: &BKey) -> NodeResult<Option<RiakObject>> {
+        fail::fail_point!("vnode-get", |_| Err(injected("vnode-get")));
         self.read(&bkey.storage_key())
     }
 
@@ -94,6 +99,9 @@ impl Vnode {
         content: Content,
         rules: &WriteRules<'_>,
     ) -> NodeResult<RiakObject> {
+        fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
+            "vnode-coordinate-put"
+        )));
         let skey = bkey.storage_key();
         let _guard = self.lock(&skey);
         let local = self.read(&skey)?;
@@ -120,6 +128,7 @@ impl Vnode {
         opts: &MergeOptions,
         limits: &Limits,
     ) -> NodeResult<RiakObject> {
+        fail::fail_point!("vnode-replica-put", |_| Err(injected("vnode-replica-put")));
         let skey = bkey.storage_key();
         let _guard = self.lock(&skey);
         let local = self.read(&skey)?;
@@ -203,6 +212,15 @@ impl Vnode {
         });
         self.stripes[(h % STRIPES as u64) as usize].lock()
     }
+}
+
+/// The error a fault-injection point produces: an I/O failure of the replica.
+#[cfg(feature = "failpoints")]
+fn injected(point: &str) -> NodeError {
+    NodeError::Storage(rill_storage::StorageError::new(
+        rill_storage::ErrorKind::Io,
+        format!("injected fault at {point}"),
+    ))
 }
 
 /// Refuses objects over the limits; logs those past the warning thresholds, as Riak does.

@@ -19,6 +19,9 @@ pub fn run(args: StartArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Fault-injection points named in FAILPOINTS (test builds only).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -544,3 +544,58 @@ fn bad_input_gets_clear_errors() {
     // The node still serves after all that.
     assert_eq!(body(h.get(&node.url("/ping")).call().unwrap()), "OK");
 }
+
+/// Replicas failing through fault-injection points: the quorum errors reach the client as
+/// Riak's 503s naming the unmet quorum, and a quorum that can still be met succeeds.
+#[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+fn failing_replicas_give_503s_naming_the_unmet_quorum() {
+    let node = TestNode::start(&[]);
+    let h = http();
+    let url = node.url("/buckets/b/keys/k");
+    h.put(&url)
+        .header("Content-Type", "text/plain")
+        .send("v")
+        .unwrap();
+    let fail = |point: &str, action: &str| {
+        let resp = h
+            .put(&node.url(&format!("/admin/failpoints/{point}")))
+            .send(action)
+            .unwrap();
+        assert_eq!(resp.status(), 204, "setting failpoint {point}");
+    };
+
+    // Two of three replicas fail the read: R = 2 cannot be met.
+    fail("vnode-get", "2*return");
+    let resp = h.get(&url).call().unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(body(resp).contains("R-value unsatisfied"));
+    // One failing replica still leaves a quorum.
+    fail("vnode-get", "1*return");
+    assert_eq!(body(h.get(&url).call().unwrap()), "v");
+
+    // Two replicas refuse the write: W = 2 cannot be met; with one refusal it can.
+    fail("vnode-replica-put", "2*return");
+    let resp = h
+        .put(&url)
+        .header("Content-Type", "text/plain")
+        .send("w")
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let text = body(resp);
+    assert!(text.contains("-value unsatisfied"), "{text}");
+    fail("vnode-replica-put", "1*return");
+    let resp = h
+        .put(&url)
+        .header("Content-Type", "text/plain")
+        .send("w2")
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        h.delete(&node.url("/admin/failpoints/vnode-replica-put"))
+            .call()
+            .unwrap()
+            .status(),
+        204
+    );
+}

@@ -1,6 +1,6 @@
 //! Administration over HTTP, for `rill admin`: bucket types (create, activate, update, list,
-//! status). Served only to loopback peers unless the node is configured otherwise, because
-//! Riak's equivalents are operator commands, not client API.
+//! status) and, in test builds, fault-injection points. Served only to loopback peers unless the
+//! node is configured otherwise, because Riak's equivalents are operator commands, not client API.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -61,4 +61,41 @@ pub(crate) async fn handle(
             "method not allowed",
         )),
     }
+}
+
+/// `PUT /admin/failpoints/NAME` with an action (`return`, `2*return`, `off`, ...) in the body;
+/// `DELETE` removes it. Only in builds with the `failpoints` feature (tests).
+#[cfg(feature = "failpoints")]
+pub(crate) async fn failpoint(
+    name: &str,
+    method: Method,
+    req: Request,
+) -> Result<Response, HttpError> {
+    match method {
+        Method::PUT => {
+            let raw = axum::body::to_bytes(req.into_body(), 4096)
+                .await
+                .map_err(|_| HttpError::bad_request("failpoint action too long"))?;
+            let action = String::from_utf8_lossy(&raw);
+            fail::cfg(name, action.trim()).map_err(HttpError::bad_request)?;
+            Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
+        }
+        Method::DELETE => {
+            fail::remove(name);
+            Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
+        }
+        _ => Err(HttpError::status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
+    }
+}
+
+/// Without the `failpoints` feature there are no fault-injection points to set.
+#[cfg(not(feature = "failpoints"))]
+pub(crate) async fn failpoint(_: &str, _: Method, _: Request) -> Result<Response, HttpError> {
+    Err(HttpError::status(
+        StatusCode::NOT_FOUND,
+        "this build has no fault-injection points (build with --features failpoints)",
+    ))
 }

@@ -125,19 +125,30 @@ async fn dispatch(
         (Resource::Buckets { btype }, Method::GET) => bucket::list_buckets(api, &btype, &params),
         (Resource::Preflist { bucket, key }, Method::GET) => bucket::preflist(api, &bucket, key),
         (Resource::AdminTypes { name, activate }, m) => {
-            if !api.config.admin_remote && !peer.ip().is_loopback() {
-                return Err(HttpError::status(
-                    StatusCode::FORBIDDEN,
-                    "administration is only served to loopback clients",
-                ));
-            }
+            check_admin_peer(api, peer)?;
             admin::handle(api, name, activate, m, req).await
+        }
+        (Resource::AdminFailpoint { name }, m) => {
+            check_admin_peer(api, peer)?;
+            admin::failpoint(&name, m, req).await
         }
         (Resource::NotFound, _) => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),
         _ => Err(HttpError::status(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed",
         )),
+    }
+}
+
+/// Administration is for operators on the node's own machine unless configured otherwise.
+fn check_admin_peer(api: &Api, peer: SocketAddr) -> Result<(), HttpError> {
+    if api.config.admin_remote || peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(HttpError::status(
+            StatusCode::FORBIDDEN,
+            "administration is only served to loopback clients",
+        ))
     }
 }
 
@@ -188,13 +199,18 @@ fn node_status(e: &NodeError) -> StatusCode {
         // Riak answers a failed X-Riak-If-Not-Modified with 409, a failed If-None-Match with 412.
         NodeError::Modified => StatusCode::CONFLICT,
         NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,
-        NodeError::GetQuorum(_)
-        | NodeError::PutQuorum(_)
-        | NodeError::Timeout
-        | NodeError::ShuttingDown
-        | NodeError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        // The quorum errors know Riak's status for each case (503 for unmet quorums).
+        NodeError::GetQuorum(e) => status_or_500(e.http_status()),
+        NodeError::PutQuorum(e) => status_or_500(e.http_status()),
+        NodeError::Timeout | NodeError::ShuttingDown | NodeError::Storage(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         NodeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+fn status_or_500(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Converts a URL's bucket reference into a checked bucket.

@@ -70,6 +70,10 @@ pub enum Resource {
         name: Option<String>,
         activate: bool,
     },
+    /// `/admin/failpoints/NAME`: fault injection, in builds with the `failpoints` feature.
+    AdminFailpoint {
+        name: String,
+    },
     NotFound,
 }
 
@@ -121,6 +125,9 @@ pub fn parse(path: &str) -> Resource {
         [b"admin", b"bucket-types", name] => Resource::AdminTypes {
             name: Some(String::from_utf8_lossy(name).into_owned()),
             activate: false,
+        },
+        [b"admin", b"failpoints", name] => Resource::AdminFailpoint {
+            name: String::from_utf8_lossy(name).into_owned(),
         },
         [b"admin", b"bucket-types", name, b"activate"] => Resource::AdminTypes {
             name: Some(String::from_utf8_lossy(name).into_owned()),
