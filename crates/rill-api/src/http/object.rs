@@ -447,7 +447,11 @@ fn vclock_header(v: &VClock) -> HeaderValue {
     HeaderValue::from_str(&B64.encode(v.to_bytes())).expect("base64 is a valid header value")
 }
 
+/// A base64 clock header. An empty one is a fresh clock (a client that never read the object).
 fn parse_vclock(v: &HeaderValue) -> Result<VClock, HttpError> {
+    if v.as_bytes().trim_ascii().is_empty() {
+        return Ok(VClock::new());
+    }
     B64.decode(v.as_bytes())
         .ok()
         .and_then(|raw| VClock::from_bytes(&raw).ok())
