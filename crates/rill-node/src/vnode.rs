@@ -199,7 +199,7 @@ impl Vnode {
     fn read(&self, skey: &[u8]) -> NodeResult<Option<RiakObject>> {
         match self.store.get(skey)? {
             None => Ok(None),
-            Some(raw) => codec::decode(&raw)
+            Some(raw) => codec::decode_bytes(raw)
                 .map(Some)
                 .map_err(|e| NodeError::Corrupt(e.to_string())),
         }
