@@ -53,6 +53,9 @@ pub enum NodeError {
     /// The request did not complete within its timeout.
     #[error("timeout")]
     Timeout,
+    /// The node's configuration does not fit its data directory (or is invalid).
+    #[error("configuration: {0}")]
+    Config(String),
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
@@ -76,6 +79,7 @@ impl NodeError {
             NodeError::Storage(_) => "storage",
             NodeError::Corrupt(_) => "corrupt",
             NodeError::Timeout => "timeout",
+            NodeError::Config(_) => "config",
             NodeError::ShuttingDown => "shutting_down",
         }
     }

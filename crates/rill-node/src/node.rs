@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rill_core::bkey::BKey;
 use rill_core::object::RiakObject;
 use rill_core::ring::{NodeName, PartitionId, PreflistEntry, Ring};
-use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, MemoryBackend};
+use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, MemoryBackend, PartitionStore};
 use tokio::sync::watch;
 
 use crate::config::{BackendKind, NodeConfig};
@@ -58,8 +58,6 @@ impl Node {
     /// Opens the backend, the metadata and one vnode per partition this node owns.
     pub fn start(config: NodeConfig) -> NodeResult<(Node, StartupReport)> {
         let name = NodeName::from(config.name.as_str());
-        let ring = Ring::new_single(config.ring_size, name.clone())
-            .map_err(|e| NodeError::BadRequest(format!("ring: {e}")))?;
         let backend: Arc<dyn Backend> = match config.backend {
             BackendKind::Fjall => Arc::new(FjallBackend::open(
                 &config.data_dir,
@@ -76,6 +74,7 @@ impl Node {
             BackendKind::Memory => Arc::new(MemoryBackend::default()),
         };
         let on_disk = backend.partitions()?.len();
+        let ring = load_ring(backend.metadata().as_ref(), &config, &name)?;
         let metadata = Metadata::load(backend.metadata(), name.clone())?;
         let meta_store = backend.metadata();
         let mut vnodes = Vec::with_capacity(ring.size() as usize);
@@ -210,6 +209,39 @@ impl Node {
         self.inner.backend.commit(Durability::Synced).await?;
         Ok(())
     }
+}
+
+/// Where the ring is kept in the node metadata.
+const RING_KEY: &[u8] = b"ring";
+
+/// The ring this data directory was created with, or a new single-node ring (persisted): data
+/// is placed by the ring, so a restart must not silently change its size or owner.
+fn load_ring(meta: &dyn PartitionStore, config: &NodeConfig, name: &NodeName) -> NodeResult<Ring> {
+    let Some(raw) = meta.get(RING_KEY)? else {
+        let ring = Ring::new_single(config.ring_size, name.clone())
+            .map_err(|e| NodeError::Config(format!("ring: {e}")))?;
+        meta.put(RING_KEY, &serde_json::to_vec(&ring).expect("a ring serializes"))?;
+        return Ok(ring);
+    };
+    let ring: Ring = serde_json::from_slice(&raw)
+        .map_err(|e| NodeError::Corrupt(format!("stored ring: {e}")))?;
+    if ring.size() != config.ring_size {
+        return Err(NodeError::Config(format!(
+            "the data directory holds a ring of {} partitions, but ring_size is {}; \
+             start with --ring-size {} (a ring's size cannot change in place)",
+            ring.size(),
+            config.ring_size,
+            ring.size()
+        )));
+    }
+    if !ring.members().contains(name) {
+        return Err(NodeError::Config(format!(
+            "the data directory belongs to node {}, not {name}; start with --name {}",
+            ring.members().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            ring.members().first().map(ToString::to_string).unwrap_or_default()
+        )));
+    }
+    Ok(ring)
 }
 
 /// Strips values from an object, for `head` requests.

@@ -85,7 +85,14 @@ impl From<fjall::Error> for StorageError {
             // Recovery, version, decoding and checksum failures: the files are not what we wrote.
             _ => ErrorKind::Corruption,
         };
-        StorageError::new(kind, err.to_string())
+        let message = match &err {
+            fjall::Error::Locked => {
+                "the data directory is locked by another process (is another node using it?)"
+                    .to_string()
+            }
+            other => other.to_string(),
+        };
+        StorageError::new(kind, message)
     }
 }
 

@@ -205,7 +205,7 @@ fn node_status(e: &NodeError) -> StatusCode {
         NodeError::Timeout | NodeError::ShuttingDown | NodeError::Storage(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        NodeError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NodeError::Corrupt(_) | NodeError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
