@@ -245,8 +245,10 @@ impl Connection {
     }
 
     async fn put(&mut self, m: RpbPutReq) -> Result<(), NodeError> {
-        let generated = m.key.as_ref().is_none_or(|k| k.is_empty());
-        let key = m.key.filter(|k| !k.is_empty()).unwrap_or_else(generate_key);
+        // Only an absent key asks for a generated one; an empty key is refused below, as
+        // Riak does.
+        let generated = m.key.is_none();
+        let key = m.key.unwrap_or_else(generate_key);
         let bkey = bkey(m.r#type, m.bucket, key)?;
         let content = m.content;
         let opts = PutOptions {
@@ -269,9 +271,11 @@ impl Connection {
                 .map(vclock)
                 .transpose()?
                 .unwrap_or_default(),
-            content: content_from_pb(content, generate_vtag(), now_us()),
+            content: content_from_pb(content, generate_vtag(), now_us())
+                .map_err(NodeError::BadRequest)?,
         };
-        let head = opts.return_head && !opts.return_body;
+        // Riak blanks the values whenever return_head is set, even alongside return_body.
+        let head = opts.return_head;
         let stored = self.node.put(req, &opts).await?.object;
         let resp = RpbPutResp {
             content: stored
@@ -432,10 +436,13 @@ fn error_frame(msg: &str, out: &mut BytesMut) {
     let _ = encode_error(msg, 0, out);
 }
 
+/// The request's bucket: an absent type is the `default` type; an empty one is refused, as
+/// Riak does, rather than quietly meaning `default`.
 fn bucket(btype: Option<Bytes>, name: Bytes) -> Result<Bucket, NodeError> {
-    let btype = btype
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
+    if btype.as_ref().is_some_and(|t| t.is_empty()) {
+        return Err(NodeError::BadRequest("Type cannot be zero-length".into()));
+    }
+    let btype = btype.unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
     Bucket::new(btype, name).map_err(|e| NodeError::BadRequest(e.to_string()))
 }
 
@@ -447,7 +454,12 @@ fn type_name(t: &Bytes) -> Result<&str, NodeError> {
     std::str::from_utf8(t).map_err(|_| NodeError::BadRequest("bucket type must be UTF-8".into()))
 }
 
+/// A client's vclock field. Zero bytes is a fresh clock, as in Riak (clients send an empty
+/// vclock for an object they never read); anything else must be a clock we handed out.
 fn vclock(raw: &[u8]) -> Result<VClock, NodeError> {
+    if raw.is_empty() {
+        return Ok(VClock::default());
+    }
     VClock::from_bytes(raw).map_err(|e| NodeError::BadRequest(format!("invalid vclock: {e}")))
 }
 
