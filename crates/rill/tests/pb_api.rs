@@ -1479,6 +1479,43 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(missing.content.is_empty());
 }
 
+/// The node's peak resident memory in KiB (`VmHWM`).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib(node: &TestNode) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
+    let node = TestNode::start(&[]);
+    let mut c = node.pb();
+    let big = "x".repeat(1 << 20);
+    put(&mut c, put_req("b", "big", &big));
+    let before = peak_rss_kib(&node);
+    // 300 reads of 1 MiB arrive in one write: 300 MiB of replies if they were all held.
+    let reqs: Vec<Request> = (0..300)
+        .map(|_| Request::Get(get_req("b", "big")))
+        .collect();
+    for (code, body) in c.pipeline(&reqs) {
+        assert_eq!(code, MessageCode::GetResp.as_u8());
+        assert_eq!(
+            RpbGetResp::decode(body).unwrap().content[0].value.len(),
+            1 << 20
+        );
+    }
+    let grown_mib = (peak_rss_kib(&node) - before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the node's peak memory grew by {grown_mib} MiB"
+    );
+}
+
 #[test]
 fn oversized_frames_and_objects_are_refused_without_closing() {
     // Object limit 100 000 bytes: frames up to 100 000 + 1 MiB are read.

@@ -32,6 +32,13 @@ use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
 use crate::RIAK_API_VERSION;
 
+/// Replies buffered beyond this many bytes are written even while further requests wait, so a
+/// client pipelining many reads of large objects never makes the server hold every reply.
+const FLUSH_AT: usize = 256 * 1024;
+/// An output buffer grown beyond this (by one huge reply) is released once written, rather
+/// than kept for the life of the connection.
+const KEEP_CAPACITY: usize = 1024 * 1024;
+
 /// Settings of the PB listener.
 #[derive(Clone, Debug)]
 pub struct PbConfig {
@@ -124,8 +131,8 @@ impl Connection {
                 InboundFrame::Empty => error_frame("empty frame: no message code", &mut self.out),
             }
             // Answer now unless the client already sent more (pipelining): then the replies
-            // go out together in one write.
-            if self.reader.read_buffer().is_empty() {
+            // go out together in one write, up to a bound.
+            if self.reader.read_buffer().is_empty() || self.out.len() >= FLUSH_AT {
                 self.flush().await?;
             }
         }
@@ -136,6 +143,9 @@ impl Connection {
         if !self.out.is_empty() {
             self.writer.write_all(&self.out).await?;
             self.out.clear();
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = BytesMut::with_capacity(4096);
+            }
         }
         Ok(())
     }
