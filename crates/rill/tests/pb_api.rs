@@ -1210,10 +1210,34 @@ fn bucket_type_props_get_and_set() {
     assert_eq!(props.r, Some(ONE));
     assert_eq!(props.notfound_ok, Some(false));
     assert_eq!(props.n_val, Some(2));
-    // A bucket of the type inherits them.
+    // A bucket of the type inherits them, overrides them, and a reset returns it to them.
     let bucket = get_bucket(&mut c, Some("two"), "b");
     assert_eq!(bucket.r, Some(ONE));
     assert_eq!(bucket.n_val, Some(2));
+    set_bucket(
+        &mut c,
+        Some("two"),
+        "b",
+        RpbBucketProps {
+            r: Some(ALL),
+            ..Default::default()
+        },
+    );
+    assert_eq!(get_bucket(&mut c, Some("two"), "b").r, Some(ALL));
+    assert_eq!(
+        get_type(&mut c, "two").r,
+        Some(ONE),
+        "the type is untouched"
+    );
+    c.send(&Request::ResetBucket(RpbResetBucketReq {
+        bucket: b("b"),
+        r#type: Some(b("two")),
+    }));
+    assert_eq!(c.recv().0, MessageCode::ResetBucketResp.as_u8());
+    assert_eq!(
+        get_bucket(&mut c, Some("two"), "b"),
+        get_type(&mut c, "two")
+    );
 
     let err = c.call_err(&Request::SetBucketType(RpbSetBucketTypeReq {
         r#type: b("nosuchtype"),
