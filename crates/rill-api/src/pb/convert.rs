@@ -13,15 +13,16 @@ use super::riak::{
 };
 
 /// A PB content as the node's content (a fresh write: the caller supplies vtag and time).
-pub(crate) fn content_from_pb(c: RpbContent, vtag: Bytes, now_us: u64) -> Content {
-    let mut indexes: Vec<(Bytes, Bytes)> = c
+/// Fails, with the reason, when an index entry is invalid.
+pub(crate) fn content_from_pb(c: RpbContent, vtag: Bytes, now_us: u64) -> Result<Content, String> {
+    let mut indexes = c
         .indexes
         .into_iter()
-        .map(|p| (p.key, p.value.unwrap_or_default()))
-        .collect();
+        .map(|p| index_entry(p.key, p.value.unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()?;
     indexes.sort();
     indexes.dedup();
-    Content {
+    Ok(Content {
         meta: Metadata {
             content_type: c
                 .content_type
@@ -50,7 +51,29 @@ pub(crate) fn content_from_pb(c: RpbContent, vtag: Bytes, now_us: u64) -> Conten
         },
         value: c.value,
         dot: None,
+    })
+}
+
+/// One secondary index entry, checked as Riak checks every write (its index precommit runs on
+/// PB puts too): the field name is lower-cased and must end in `_bin` or `_int`, and an
+/// `_int` value must be an integer. HTTP applies the same rules to its index headers.
+fn index_entry(field: Bytes, value: Bytes) -> Result<(Bytes, Bytes), String> {
+    let field = field.to_ascii_lowercase();
+    let name = String::from_utf8_lossy(&field);
+    let is_int = field.ends_with(b"_int");
+    if !is_int && !field.ends_with(b"_bin") {
+        return Err(format!(
+            "Could not parse index fields: {name} must end in _bin or _int"
+        ));
     }
+    let integer = || std::str::from_utf8(&value).ok()?.parse::<i64>().ok();
+    if is_int && integer().is_none() {
+        return Err(format!(
+            "Could not parse index fields: {name} value {} is not an integer",
+            String::from_utf8_lossy(&value)
+        ));
+    }
+    Ok((Bytes::from(field), value))
 }
 
 /// The node's content as a PB content; `head` leaves the value out.

@@ -32,6 +32,13 @@ use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
 use crate::RIAK_API_VERSION;
 
+/// Replies buffered beyond this many bytes are written even while further requests wait, so a
+/// client pipelining many reads of large objects never makes the server hold every reply.
+const FLUSH_AT: usize = 256 * 1024;
+/// An output buffer grown beyond this (by one huge reply) is released once written, rather
+/// than kept for the life of the connection.
+const KEEP_CAPACITY: usize = 1024 * 1024;
+
 /// Settings of the PB listener.
 #[derive(Clone, Debug)]
 pub struct PbConfig {
@@ -124,8 +131,8 @@ impl Connection {
                 InboundFrame::Empty => error_frame("empty frame: no message code", &mut self.out),
             }
             // Answer now unless the client already sent more (pipelining): then the replies
-            // go out together in one write.
-            if self.reader.read_buffer().is_empty() {
+            // go out together in one write, up to a bound.
+            if self.reader.read_buffer().is_empty() || self.out.len() >= FLUSH_AT {
                 self.flush().await?;
             }
         }
@@ -136,6 +143,9 @@ impl Connection {
         if !self.out.is_empty() {
             self.writer.write_all(&self.out).await?;
             self.out.clear();
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = BytesMut::with_capacity(4096);
+            }
         }
         Ok(())
     }
@@ -245,8 +255,10 @@ impl Connection {
     }
 
     async fn put(&mut self, m: RpbPutReq) -> Result<(), NodeError> {
-        let generated = m.key.as_ref().is_none_or(|k| k.is_empty());
-        let key = m.key.filter(|k| !k.is_empty()).unwrap_or_else(generate_key);
+        // Only an absent key asks for a generated one; an empty key is refused below, as
+        // Riak does.
+        let generated = m.key.is_none();
+        let key = m.key.unwrap_or_else(generate_key);
         let bkey = bkey(m.r#type, m.bucket, key)?;
         let content = m.content;
         let opts = PutOptions {
@@ -269,9 +281,11 @@ impl Connection {
                 .map(vclock)
                 .transpose()?
                 .unwrap_or_default(),
-            content: content_from_pb(content, generate_vtag(), now_us()),
+            content: content_from_pb(content, generate_vtag(), now_us())
+                .map_err(NodeError::BadRequest)?,
         };
-        let head = opts.return_head && !opts.return_body;
+        // Riak blanks the values whenever return_head is set, even alongside return_body.
+        let head = opts.return_head;
         let stored = self.node.put(req, &opts).await?.object;
         let resp = RpbPutResp {
             content: stored
@@ -432,10 +446,13 @@ fn error_frame(msg: &str, out: &mut BytesMut) {
     let _ = encode_error(msg, 0, out);
 }
 
+/// The request's bucket: an absent type is the `default` type; an empty one is refused, as
+/// Riak does, rather than quietly meaning `default`.
 fn bucket(btype: Option<Bytes>, name: Bytes) -> Result<Bucket, NodeError> {
-    let btype = btype
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
+    if btype.as_ref().is_some_and(|t| t.is_empty()) {
+        return Err(NodeError::BadRequest("Type cannot be zero-length".into()));
+    }
+    let btype = btype.unwrap_or_else(|| Bytes::from_static(DEFAULT_TYPE.as_bytes()));
     Bucket::new(btype, name).map_err(|e| NodeError::BadRequest(e.to_string()))
 }
 
@@ -447,7 +464,12 @@ fn type_name(t: &Bytes) -> Result<&str, NodeError> {
     std::str::from_utf8(t).map_err(|_| NodeError::BadRequest("bucket type must be UTF-8".into()))
 }
 
+/// A client's vclock field. Zero bytes is a fresh clock, as in Riak (clients send an empty
+/// vclock for an object they never read); anything else must be a clock we handed out.
 fn vclock(raw: &[u8]) -> Result<VClock, NodeError> {
+    if raw.is_empty() {
+        return Ok(VClock::default());
+    }
     VClock::from_bytes(raw).map_err(|e| NodeError::BadRequest(format!("invalid vclock: {e}")))
 }
 

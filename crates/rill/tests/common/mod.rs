@@ -189,3 +189,44 @@ impl PbClient {
         String::from_utf8_lossy(&e.errmsg).into_owned()
     }
 }
+
+impl TestNode {
+    /// Creates and activates a bucket type through the HTTP admin endpoints; `props` is the
+    /// inner JSON object of `{"props": ...}`.
+    pub fn create_bucket_type(&self, name: &str, props: &str) {
+        let h = http();
+        let created = h
+            .post(&self.url(&format!("/admin/bucket-types/{name}")))
+            .header("Content-Type", "application/json")
+            .send(format!("{{\"props\":{props}}}"))
+            .unwrap();
+        assert_eq!(created.status(), 201, "creating bucket type {name}");
+        let activated = h
+            .post(&self.url(&format!("/admin/bucket-types/{name}/activate")))
+            .send_empty()
+            .unwrap();
+        assert_eq!(activated.status(), 204, "activating bucket type {name}");
+    }
+}
+
+impl PbClient {
+    /// Sends a ping and checks the answer: proof that the connection is still usable.
+    pub fn ping(&mut self) {
+        self.send(&Request::Ping);
+        let (code, body) = self.recv();
+        assert_eq!(code, MessageCode::PingResp.as_u8(), "ping answered with");
+        assert!(body.is_empty());
+    }
+
+    /// Sends every request in one write, then reads one reply frame per request, in order.
+    /// The replies must fit the socket buffers while the requests are still being written,
+    /// so keep batches to a few hundred small requests.
+    pub fn pipeline(&mut self, reqs: &[Request]) -> Vec<(u8, Bytes)> {
+        let mut buf = BytesMut::new();
+        for req in reqs {
+            req.encode(&mut buf).expect("encode");
+        }
+        self.stream.write_all(&buf).unwrap();
+        reqs.iter().map(|_| self.recv()).collect()
+    }
+}
