@@ -33,6 +33,9 @@ pub struct BKey {
     pub key: Bytes,
 }
 
+/// Longest storage key (what the storage engines accept).
+pub const MAX_STORAGE_KEY_LEN: usize = u16::MAX as usize;
+
 /// Why an address or a storage key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
@@ -44,6 +47,8 @@ pub enum AddressError {
     EmptyKey,
     #[error("name longer than {MAX_NAME_LEN} bytes")]
     TooLong,
+    #[error("key too long: bucket type, bucket and key together exceed {MAX_STORAGE_KEY_LEN} bytes")]
+    KeyTooLong,
     #[error("malformed storage key")]
     Malformed,
 }
@@ -106,6 +111,10 @@ impl BKey {
         let key = key.into();
         if key.is_empty() {
             return Err(AddressError::EmptyKey);
+        }
+        // The whole storage key (two length fields, type, bucket, key) must fit a 16-bit length.
+        if 4 + bucket.btype.len() + bucket.name.len() + key.len() > MAX_STORAGE_KEY_LEN {
+            return Err(AddressError::KeyTooLong);
         }
         Ok(BKey { bucket, key })
     }
@@ -221,7 +230,9 @@ mod tests {
         assert_eq!(Bucket::new("", "b"), Err(AddressError::EmptyType));
         assert_eq!(Bucket::new("t", ""), Err(AddressError::EmptyBucket));
         let b = Bucket::new("t", "b").unwrap();
-        assert_eq!(BKey::new(b, ""), Err(AddressError::EmptyKey));
+        assert_eq!(BKey::new(b.clone(), ""), Err(AddressError::EmptyKey));
+        assert_eq!(BKey::new(b.clone(), vec![b'k'; 65_531 - 2]).map(|_| ()), Ok(()));
+        assert_eq!(BKey::new(b, vec![b'k'; 65_531 - 1]), Err(AddressError::KeyTooLong));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum NodeError {
     /// `if_not_modified`: the stored object's clock differs from the one supplied.
     #[error("modified")]
     Modified,
+    /// The object a conditional request depends on does not exist.
+    #[error("notfound")]
+    NotFound,
     /// `if_none_match`: an object already exists at this key.
     #[error("match_found")]
     MatchFound,
@@ -76,6 +79,7 @@ impl NodeError {
             NodeError::Limit(_) => "too_many_siblings",
             NodeError::Modified => "modified",
             NodeError::MatchFound => "match_found",
+            NodeError::NotFound => "notfound",
             NodeError::Storage(_) => "storage",
             NodeError::Corrupt(_) => "corrupt",
             NodeError::Timeout => "timeout",

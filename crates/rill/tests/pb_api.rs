@@ -782,7 +782,6 @@ fn conditional_puts() {
 }
 
 #[test]
-#[ignore = "BUG: if_not_modified on a missing key answers \"modified\"; Riak answers \"notfound\" (rill-node coord/put.rs check_conditions)"]
 fn conditional_put_on_a_missing_key_is_notfound() {
     let node = TestNode::start(&[]);
     let mut c = node.pb();

@@ -70,9 +70,10 @@ impl Node {
                 }
             }
             GetResponse::NotFound { .. } | GetResponse::Unchanged => {
-                // Nothing stored: a write that expected a particular version is stale.
+                // Nothing stored: a write that expected a particular version cannot apply
+                // (Riak answers `notfound`).
                 if opts.if_not_modified {
-                    return Err(NodeError::Modified);
+                    return Err(NodeError::NotFound);
                 }
             }
         }
