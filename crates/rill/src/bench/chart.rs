@@ -102,8 +102,18 @@ impl Scale {
     }
 }
 
+/// Shortest interval plotted: the run's final partial interval (operations in flight finishing)
+/// is too short for a meaningful rate, so it stays in the CSV but not in the chart.
+const MIN_PLOTTED_INTERVAL_S: f64 = 0.5;
+
 /// Renders the chart.
 pub fn svg(title: &str, ops: &[Op], series: &[Row]) -> String {
+    let series: Vec<Row> = series
+        .iter()
+        .filter(|r| r.interval_s >= MIN_PLOTTED_INTERVAL_S)
+        .cloned()
+        .collect();
+    let series = &series[..];
     let t_max = series.iter().map(|r| r.end_s).fold(0.0, f64::max);
     let x_step = nice_step(t_max);
     let x_max = nice_max(t_max, x_step);
@@ -436,6 +446,23 @@ mod tests {
         );
         let put_latency = paths[4];
         assert_eq!(put_latency.matches('M').count(), 2, "gap breaks the line");
+    }
+
+    #[test]
+    fn short_tail_intervals_are_not_plotted() {
+        let mut tail = row(20.004, vec![(Op::Get, 3, 900)]);
+        tail.interval_s = 0.004;
+        let series = vec![
+            row(19.0, vec![(Op::Get, 10, 500)]),
+            row(20.0, vec![(Op::Get, 10, 500)]),
+            tail,
+        ];
+        let svg = svg("t", &[Op::Get], &series);
+        assert!(svg.contains(">20</text>"), "axis ends at 20 s");
+        assert!(
+            !svg.contains(">25</text>"),
+            "the 4 ms tail does not stretch the axis"
+        );
     }
 
     #[test]

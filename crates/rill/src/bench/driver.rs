@@ -9,8 +9,8 @@
 //!   the next due operation from a shared counter, wait for its time and measure latency from the
 //!   scheduled time, not from when they got round to sending it. When the server falls behind,
 //!   the queueing delay shows up in the latencies instead of silently lowering the offered load
-//!   (coordinated omission). Timer resolution (about 1 ms in tokio) bounds the precision of
-//!   sub-millisecond schedules.
+//!   (coordinated omission). An operation a worker was already idly waiting for is timed from
+//!   its send instead, so the timer's coarse (about 1 ms) wake-up is not billed to the server.
 //!
 //! A run stops at its duration or at Ctrl-C; operations already in flight finish (bounded by the
 //! per-operation timeout) and are counted, so the counts match what the server processed.
@@ -102,6 +102,14 @@ pub fn scheduled_before(elapsed: Duration, rate: f64) -> u64 {
         n += 1;
     }
     n
+}
+
+/// The instant a fixed-rate operation's latency is measured from. If it was already due when a
+/// worker became free, it had been waiting on the server's earlier answers: measure from when it
+/// was due. Otherwise a worker was idle, waiting for it: measure from when it was sent, so the
+/// timer's overshoot (the client's doing) is not counted against the server.
+fn latency_origin(due: Instant, worker_free_at: Instant, sent_at: Instant) -> Instant {
+    if worker_free_at >= due { due } else { sent_at }
 }
 
 /// One worker: a connection and its own random stream.
@@ -211,12 +219,14 @@ async fn fixed_rate(
             .start
             .checked_add(intended_offset(k, rate))
             .unwrap_or(sched.end);
-        if due >= sched.end || Instant::now() >= sched.end || !wait_until(&mut stop, due).await {
+        let free_at = Instant::now();
+        if due >= sched.end || free_at >= sched.end || !wait_until(&mut stop, due).await {
             return w;
         }
+        let origin = latency_origin(due, free_at, Instant::now());
         let (op, outcome, backoff) = w.random_op().await;
         let measured = due >= sched.measure_start;
-        lock(&w.recorder).record(op, outcome, due.elapsed(), measured);
+        lock(&w.recorder).record(op, outcome, origin.elapsed(), measured);
         if backoff && !wait_until(&mut stop, Instant::now() + RECONNECT_BACKOFF).await {
             return w;
         }
@@ -438,8 +448,12 @@ async fn timed_run(
     }
     let finished = Instant::now();
     let elapsed = finished.saturating_duration_since(sched.measure_start);
-    let p = collector.tick(elapsed.as_secs_f64(), elapsed.as_secs_f64() - last_end_s);
-    progress(&progress_line(elapsed.as_secs_f64(), total_s, &p));
+    let tail_s = elapsed.as_secs_f64() - last_end_s;
+    let p = collector.tick(elapsed.as_secs_f64(), tail_s);
+    // A tail of a few milliseconds (in-flight operations finishing) is not worth its own line.
+    if tail_s >= 0.05 {
+        progress(&progress_line(elapsed.as_secs_f64(), total_s, &p));
+    }
     progress_done();
     let interrupted = *stop.borrow();
     let warmup_ops = collector.warmup_ops();
@@ -517,6 +531,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn overdue_operations_are_timed_from_their_schedule() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Worker freed at 15 ms for an op due at 10 ms: 5 ms of queueing count.
+        assert_eq!(latency_origin(at(10), at(15), at(15)), at(10));
+        // Freed exactly when due: still measured from the schedule.
+        assert_eq!(latency_origin(at(10), at(10), at(10)), at(10));
+        // Idle worker waited from 5 ms and the timer woke it at 11 ms: measured from the send.
+        assert_eq!(latency_origin(at(10), at(5), at(11)), at(11));
     }
 
     fn schedule(warmup_ms: u64) -> Schedule {

@@ -16,9 +16,9 @@ use serde_json::json;
 
 use super::chart;
 use super::driver::RunResult;
-use super::options::Config;
+use super::options::{Config, Protocol};
 use super::stats::{ErrorMessage, OpStats, Row};
-use super::workload::Op;
+use super::workload::{KeyDist, Op};
 
 /// Latency statistics in microseconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -278,26 +278,35 @@ fn chart_title(config: &Config) -> String {
         Some(rate) => format!("fixed rate {rate} ops/s"),
         None => "closed loop".into(),
     };
+    let protocol = match config.protocol {
+        Protocol::Pb => "pb",
+        Protocol::Http => "http",
+    };
+    let dist = match config.key_dist {
+        KeyDist::Uniform => "uniform",
+        KeyDist::Pareto => "pareto",
+        KeyDist::Sequential => "sequential",
+    };
+    let values = if config.value_size_min == config.value_size_max {
+        format!("{} B", config.value_size_max)
+    } else {
+        format!("{}-{} B", config.value_size_min, config.value_size_max)
+    };
     format!(
-        "rill bench: {:?} {}, {} workers, {mode}, mix {}, {} keys ({:?}), values {}-{} B",
-        config.protocol,
+        "rill bench: {protocol} {}, {} workers, {mode}, mix {}, {} keys ({dist}), values {values}",
         config.targets.join(","),
         config.concurrency,
         config.mix,
         config.keys,
-        config.key_dist,
-        config.value_size_min,
-        config.value_size_max
     )
-    .to_lowercase()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::options::{PropsSetup, Protocol};
+    use crate::bench::options::PropsSetup;
     use crate::bench::stats::{OpSet, Outcome, Point};
-    use crate::bench::workload::{KeyDist, OpMix};
+    use crate::bench::workload::OpMix;
     use std::time::Duration;
 
     fn config() -> Config {
@@ -431,6 +440,14 @@ mod tests {
                 "1.500,0.500,get,2,4.0,0,1.500,4.000",
                 "1.500,0.500,put,0,0.0,0,,",
             ]
+        );
+    }
+
+    #[test]
+    fn chart_title_names_the_run() {
+        assert_eq!(
+            chart_title(&config()),
+            "rill bench: pb 127.0.0.1:8087, 4 workers, closed loop, mix get=4,put=1, 1000 keys (uniform), values 100 B"
         );
     }
 
