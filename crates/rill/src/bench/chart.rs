@@ -12,7 +12,7 @@ use super::stats::Row;
 use super::workload::Op;
 
 const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 660.0;
+const HEIGHT: f64 = 680.0;
 const PLOT_LEFT: f64 = 90.0;
 const PLOT_RIGHT: f64 = 800.0;
 const LEGEND_X: f64 = 815.0;
@@ -107,7 +107,7 @@ impl Scale {
 const MIN_PLOTTED_INTERVAL_S: f64 = 0.5;
 
 /// Renders the chart.
-pub fn svg(title: &str, ops: &[Op], series: &[Row]) -> String {
+pub fn svg(title: &str, subtitle: &str, ops: &[Op], series: &[Row]) -> String {
     let series: Vec<Row> = series
         .iter()
         .filter(|r| r.interval_s >= MIN_PLOTTED_INTERVAL_S)
@@ -129,19 +129,25 @@ pub fn svg(title: &str, ops: &[Op], series: &[Row]) -> String {
         WIDTH / 2.0,
         escape(title)
     );
+    let _ = writeln!(
+        out,
+        r##"<text x="{}" y="44" text-anchor="middle" fill="#444">{}</text>"##,
+        WIDTH / 2.0,
+        escape(subtitle)
+    );
     let panels = [
         Panel {
             title: "Throughput",
             y_label: "operations per second",
-            top: 60.0,
-            bottom: 290.0,
+            top: 85.0,
+            bottom: 310.0,
             lines: throughput_lines(ops, series),
         },
         Panel {
             title: "p99 latency",
             y_label: "p99 latency (ms)",
-            top: 370.0,
-            bottom: 600.0,
+            top: 390.0,
+            bottom: 615.0,
             lines: latency_lines(ops, series),
         },
     ];
@@ -422,7 +428,7 @@ mod tests {
             row(2.0, vec![(Op::Get, 1100, 2500)]),
             row(3.0, vec![(Op::Get, 1000, 2200), (Op::Put, 90, 4000)]),
         ];
-        let svg = svg("pb <test> & more", &[Op::Get, Op::Put], &series);
+        let svg = svg("pb <test> & more", "sub", &[Op::Get, Op::Put], &series);
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_balanced(&svg);
@@ -457,7 +463,7 @@ mod tests {
             row(20.0, vec![(Op::Get, 10, 500)]),
             tail,
         ];
-        let svg = svg("t", &[Op::Get], &series);
+        let svg = svg("t", "s", &[Op::Get], &series);
         assert!(svg.contains(">20</text>"), "axis ends at 20 s");
         assert!(
             !svg.contains(">25</text>"),
@@ -467,7 +473,7 @@ mod tests {
 
     #[test]
     fn empty_series_still_renders() {
-        let svg = svg("nothing", &[Op::Get], &[]);
+        let svg = svg("nothing", "", &[Op::Get], &[]);
         assert_balanced(&svg);
         assert!(svg.contains("no data"));
         assert!(!svg.contains("<path"));

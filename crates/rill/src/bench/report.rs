@@ -262,7 +262,12 @@ pub fn write_files(dir: &Path, config: &Config, result: &RunResult) -> anyhow::R
         ("timeseries.csv", timeseries_csv(&ops, &result.series)),
         (
             "chart.svg",
-            chart::svg(&chart_title(config), &ops, &result.series),
+            chart::svg(
+                &chart_title(config),
+                &chart_subtitle(config),
+                &ops,
+                &result.series,
+            ),
         ),
     ];
     for (name, text) in files {
@@ -272,7 +277,7 @@ pub fn write_files(dir: &Path, config: &Config, result: &RunResult) -> anyhow::R
     Ok(())
 }
 
-/// The chart's title line: what was run.
+/// The chart's title line: what was loaded, how.
 fn chart_title(config: &Config) -> String {
     let mode = match config.rate {
         Some(rate) => format!("fixed rate {rate} ops/s"),
@@ -282,6 +287,15 @@ fn chart_title(config: &Config) -> String {
         Protocol::Pb => "pb",
         Protocol::Http => "http",
     };
+    format!(
+        "rill bench: {protocol} {}, {} workers, {mode}",
+        config.targets.join(","),
+        config.concurrency,
+    )
+}
+
+/// The chart's second line: the workload.
+fn chart_subtitle(config: &Config) -> String {
     let dist = match config.key_dist {
         KeyDist::Uniform => "uniform",
         KeyDist::Pareto => "pareto",
@@ -293,11 +307,8 @@ fn chart_title(config: &Config) -> String {
         format!("{}-{} B", config.value_size_min, config.value_size_max)
     };
     format!(
-        "rill bench: {protocol} {}, {} workers, {mode}, mix {}, {} keys ({dist}), values {values}",
-        config.targets.join(","),
-        config.concurrency,
-        config.mix,
-        config.keys,
+        "mix {}, {} keys ({dist}), values {values}, bucket {}",
+        config.mix, config.keys, config.bucket
     )
 }
 
@@ -447,7 +458,11 @@ mod tests {
     fn chart_title_names_the_run() {
         assert_eq!(
             chart_title(&config()),
-            "rill bench: pb 127.0.0.1:8087, 4 workers, closed loop, mix get=4,put=1, 1000 keys (uniform), values 100 B"
+            "rill bench: pb 127.0.0.1:8087, 4 workers, closed loop"
+        );
+        assert_eq!(
+            chart_subtitle(&config()),
+            "mix get=4,put=1, 1000 keys (uniform), values 100 B, bucket bench"
         );
     }
 
