@@ -1,6 +1,7 @@
 //! The `rill` command: run a node (`start`) and administer one (`admin`).
 
 mod admin;
+mod bench;
 mod config;
 mod start;
 
@@ -23,6 +24,8 @@ enum Command {
     Start(config::StartArgs),
     /// Administer a running node (bucket types, ...), like `riak admin`.
     Admin(admin::AdminArgs),
+    /// Load-test a Riak-compatible server over PB or HTTP, like basho_bench.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
