@@ -47,7 +47,9 @@ pub enum AddressError {
     EmptyKey,
     #[error("name longer than {MAX_NAME_LEN} bytes")]
     TooLong,
-    #[error("key too long: bucket type, bucket and key together exceed {MAX_STORAGE_KEY_LEN} bytes")]
+    #[error(
+        "key too long: bucket type, bucket and key together exceed {MAX_STORAGE_KEY_LEN} bytes"
+    )]
     KeyTooLong,
     #[error("malformed storage key")]
     Malformed,
@@ -231,8 +233,14 @@ mod tests {
         assert_eq!(Bucket::new("t", ""), Err(AddressError::EmptyBucket));
         let b = Bucket::new("t", "b").unwrap();
         assert_eq!(BKey::new(b.clone(), ""), Err(AddressError::EmptyKey));
-        assert_eq!(BKey::new(b.clone(), vec![b'k'; 65_531 - 2]).map(|_| ()), Ok(()));
-        assert_eq!(BKey::new(b, vec![b'k'; 65_531 - 1]), Err(AddressError::KeyTooLong));
+        assert_eq!(
+            BKey::new(b.clone(), vec![b'k'; 65_531 - 2]).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            BKey::new(b, vec![b'k'; 65_531 - 1]),
+            Err(AddressError::KeyTooLong)
+        );
     }
 
     #[test]

@@ -220,7 +220,10 @@ fn load_ring(meta: &dyn PartitionStore, config: &NodeConfig, name: &NodeName) ->
     let Some(raw) = meta.get(RING_KEY)? else {
         let ring = Ring::new_single(config.ring_size, name.clone())
             .map_err(|e| NodeError::Config(format!("ring: {e}")))?;
-        meta.put(RING_KEY, &serde_json::to_vec(&ring).expect("a ring serializes"))?;
+        meta.put(
+            RING_KEY,
+            &serde_json::to_vec(&ring).expect("a ring serializes"),
+        )?;
         return Ok(ring);
     };
     let ring: Ring = serde_json::from_slice(&raw)
@@ -237,8 +240,15 @@ fn load_ring(meta: &dyn PartitionStore, config: &NodeConfig, name: &NodeName) ->
     if !ring.members().contains(name) {
         return Err(NodeError::Config(format!(
             "the data directory belongs to node {}, not {name}; start with --name {}",
-            ring.members().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            ring.members().first().map(ToString::to_string).unwrap_or_default()
+            ring.members()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            ring.members()
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         )));
     }
     Ok(ring)

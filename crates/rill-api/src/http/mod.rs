@@ -190,9 +190,9 @@ fn error_response(e: &HttpError) -> Response {
 fn node_status(e: &NodeError) -> StatusCode {
     use rill_core::object::LimitError;
     match e {
-        NodeError::UnknownBucketType(_) | NodeError::InactiveBucketType(_) | NodeError::NotFound => {
-            StatusCode::NOT_FOUND
-        }
+        NodeError::UnknownBucketType(_)
+        | NodeError::InactiveBucketType(_)
+        | NodeError::NotFound => StatusCode::NOT_FOUND,
         NodeError::InvalidQuorum(_) | NodeError::InvalidProps(_) | NodeError::BadRequest(_) => {
             StatusCode::BAD_REQUEST
         }
