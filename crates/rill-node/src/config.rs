@@ -41,6 +41,10 @@ pub struct NodeConfig {
     pub sync_writes: bool,
     /// Block cache of the storage engine, in bytes.
     pub cache_bytes: u64,
+    /// Cache of decoded objects shared by the vnodes, in bytes (0 turns it off).
+    pub object_cache_bytes: u64,
+    /// Memory for recent writes not yet flushed to tables (all partitions' memtables together).
+    pub write_buffer_bytes: u64,
     /// Object size and sibling limits.
     pub limits: Limits,
     pub delete_mode: DeleteMode,
@@ -57,6 +61,8 @@ impl Default for NodeConfig {
             backend: BackendKind::Fjall,
             sync_writes: false,
             cache_bytes: 64 * 1024 * 1024,
+            object_cache_bytes: 128 * 1024 * 1024,
+            write_buffer_bytes: 128 * 1024 * 1024,
             limits: Limits::default(),
             delete_mode: DeleteMode::After(Duration::from_secs(3)),
             request_timeout: Duration::from_secs(60),

@@ -9,6 +9,7 @@ pub mod coord;
 pub mod error;
 pub mod metadata;
 pub mod node;
+pub mod object_cache;
 pub mod request;
 pub mod stats;
 pub mod vnode;

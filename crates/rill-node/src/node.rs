@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::config::{BackendKind, NodeConfig};
 use crate::error::{NodeError, NodeResult};
 use crate::metadata::Metadata;
+use crate::object_cache::ObjectCache;
 use crate::stats::Stats;
 use crate::vnode::Vnode;
 
@@ -58,11 +59,14 @@ impl Node {
     /// Opens the backend, the metadata and one vnode per partition this node owns.
     pub fn start(config: NodeConfig) -> NodeResult<(Node, StartupReport)> {
         let name = NodeName::from(config.name.as_str());
+        // Every held partition has a memtable; together they get the write-buffer budget.
+        let held = config.ring_size.max(1) as u64;
         let backend: Arc<dyn Backend> = match config.backend {
             BackendKind::Fjall => Arc::new(FjallBackend::open(
                 &config.data_dir,
                 FjallConfig {
                     cache_bytes: config.cache_bytes,
+                    max_memtable_bytes: config.write_buffer_bytes / held,
                     durability: if config.sync_writes {
                         Durability::Synced
                     } else {
@@ -77,6 +81,7 @@ impl Node {
         let ring = load_ring(backend.metadata().as_ref(), &config, &name)?;
         let metadata = Metadata::load(backend.metadata(), name.clone())?;
         let meta_store = backend.metadata();
+        let cache = Arc::new(ObjectCache::new(config.object_cache_bytes));
         let mut vnodes = Vec::with_capacity(ring.size() as usize);
         let mut objects = 0;
         for p in 0..ring.size() {
@@ -86,7 +91,7 @@ impl Node {
             }
             let store = backend.open_partition(p)?;
             objects += store.approximate_len();
-            let vnode = Vnode::open(p, store, meta_store.as_ref(), rand::random)?;
+            let vnode = Vnode::open(p, store, cache.clone(), meta_store.as_ref(), rand::random)?;
             vnodes.push(Some(Arc::new(vnode)));
         }
         let (shutdown, _) = watch::channel(false);

@@ -26,6 +26,7 @@ use rill_core::vclock::{Actor, PruneLimits, VClock};
 use rill_storage::PartitionStore;
 
 use crate::error::{NodeError, NodeResult};
+use crate::object_cache::{Entry, ObjectCache};
 
 /// Lock stripes per vnode: enough that unrelated keys rarely share one.
 const STRIPES: usize = 64;
@@ -34,7 +35,43 @@ pub struct Vnode {
     partition: PartitionId,
     actor: Actor,
     store: Arc<dyn PartitionStore>,
+    cache: Arc<ObjectCache>,
     stripes: Box<[Mutex<()>]>,
+}
+
+/// A key locked for a read-merge-write (see [`Vnode::lock_key`]).
+pub struct KeyLock<'a> {
+    skey: Bytes,
+    _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
+impl KeyLock<'_> {
+    /// The storage key locked.
+    pub fn storage_key(&self) -> &[u8] {
+        &self.skey
+    }
+}
+
+/// A replica's merged object, ready to store.
+pub struct Staged {
+    /// The object the replica holds after the write. When changed, it is decoded from
+    /// `encoded`, so it owns one compact allocation and never pins a request's buffer (the
+    /// object cache keeps it).
+    pub object: Arc<RiakObject>,
+    /// The bytes to store; `None` when the replica already had (a descendant of) the object.
+    pub encoded: Option<Bytes>,
+}
+
+impl Staged {
+    fn changed(obj: RiakObject) -> NodeResult<Staged> {
+        let encoded = Bytes::from(codec::encode(&obj));
+        let object =
+            codec::decode_bytes(encoded.clone()).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        Ok(Staged {
+            object: Arc::new(object),
+            encoded: Some(encoded),
+        })
+    }
 }
 
 /// What a coordinated write needs besides the object: the bucket's merge rules and limits.
@@ -50,6 +87,7 @@ impl Vnode {
     pub fn open(
         partition: PartitionId,
         store: Arc<dyn PartitionStore>,
+        cache: Arc<ObjectCache>,
         meta: &dyn PartitionStore,
         new_actor: impl FnOnce() -> [u8; 8],
     ) -> NodeResult<Self> {
@@ -70,14 +108,27 @@ impl Vnode {
             partition,
             actor,
             store,
+            cache,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
-    /// The partition's store, for tests that damage a replica on purpose.
+    /// Replaces (or, with `None`, removes) a key's stored bytes behind the vnode's back, as a
+    /// failing disk or a lost write would: for tests of read repair and corruption.
     #[cfg(test)]
-    pub(crate) fn store(&self) -> &dyn PartitionStore {
-        self.store.as_ref()
+    pub(crate) fn damage(&self, bkey: &BKey, raw: Option<&[u8]>) {
+        let skey = Bytes::from(bkey.storage_key());
+        match raw {
+            Some(raw) => self.store.put(&skey, raw).expect("store write"),
+            None => self.store.delete(&skey).expect("store delete"),
+        }
+        self.cache.remove(self.partition, &skey);
+    }
+
+    /// The raw stored bytes of a key (tests).
+    #[cfg(test)]
+    pub(crate) fn raw(&self, bkey: &BKey) -> Option<Bytes> {
+        self.store.get(&bkey.storage_key()).expect("store read")
     }
 
     pub fn partition(&self) -> PartitionId {
@@ -85,28 +136,44 @@ impl Vnode {
     }
 
     /// Reads the stored object, tombstones included.
-    pub fn get(&self, bkey: &BKey) -> NodeResult<Option<RiakObject>> {
+    pub fn get(&self, bkey: &BKey) -> NodeResult<Option<Arc<RiakObject>>> {
         fail::fail_point!("vnode-get", |_| Err(injected("vnode-get")));
-        self.read(&bkey.storage_key())
+        let skey = Bytes::from(bkey.storage_key());
+        if let Some(entry) = self.cache.get(self.partition, &skey) {
+            return Ok(entry.object);
+        }
+        let _guard = self.lock(&skey);
+        self.read(&skey)
     }
 
-    /// The coordinating replica's write: advance the clock with this vnode's actor, merge with
-    /// what is stored, check limits, store. Returns the object as stored.
-    pub fn coordinate_put(
+    /// Locks a key for a read-merge-write. The lock is a stripe shared with other keys;
+    /// callers locking keys at several vnodes take them in partition order.
+    pub fn lock_key(&self, bkey: &BKey) -> KeyLock<'_> {
+        let skey = Bytes::from(bkey.storage_key());
+        let guard = self.lock(&skey);
+        KeyLock {
+            skey,
+            _guard: guard,
+        }
+    }
+
+    /// The coordinating replica's part of a write: advance the clock with this vnode's actor,
+    /// merge with what is stored, check limits. Nothing is stored yet: the caller writes every
+    /// replica's staged object in one batch, then calls [`Vnode::written`].
+    pub fn stage_coordinated(
         &self,
+        lock: &KeyLock<'_>,
         bkey: &BKey,
         context: &VClock,
         content: Content,
         rules: &WriteRules<'_>,
-    ) -> NodeResult<RiakObject> {
+    ) -> NodeResult<Staged> {
         fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
             "vnode-coordinate-put"
         )));
-        let skey = bkey.storage_key();
-        let _guard = self.lock(&skey);
-        let local = self.read(&skey)?;
+        let local = self.read(&lock.skey)?;
         let mut obj = merge::coordinate_put(
-            local.as_ref(),
+            local.as_deref(),
             context,
             content,
             self.actor,
@@ -115,41 +182,81 @@ impl Vnode {
         );
         obj.vclock.prune(rules.now_us / 1_000_000, &rules.prune);
         check_limits(bkey, &obj, rules.limits)?;
-        self.store.put(&skey, &codec::encode(&obj))?;
-        Ok(obj)
+        Staged::changed(obj)
     }
 
-    /// A replica's write of an object coordinated elsewhere (also read repair and handoff):
-    /// merge it with what is stored. Returns the object now stored.
+    /// A replica's part of a write coordinated elsewhere (also read repair and handoff): merge
+    /// the incoming object with what is stored. Staged like [`Vnode::stage_coordinated`].
+    pub fn stage_replica(
+        &self,
+        lock: &KeyLock<'_>,
+        bkey: &BKey,
+        incoming: &RiakObject,
+        opts: &MergeOptions,
+        limits: &Limits,
+    ) -> NodeResult<Staged> {
+        fail::fail_point!("vnode-replica-put", |_| Err(injected("vnode-replica-put")));
+        let local = self.read(&lock.skey)?;
+        match merge::replica_merge(local.as_deref(), incoming, opts) {
+            ReplicaMerge::Unchanged => Ok(Staged {
+                object: local.unwrap_or_else(|| Arc::new(incoming.clone())),
+                encoded: None,
+            }),
+            ReplicaMerge::Store(obj) => {
+                check_limits(bkey, &obj, limits)?;
+                Staged::changed(obj)
+            }
+        }
+    }
+
+    /// After the batch holding `staged` was written (`ok`) or failed: cache the stored object,
+    /// or forget the key, whose stored state is then unknown.
+    pub fn written(&self, lock: &KeyLock<'_>, staged: &Staged, ok: bool) {
+        let Some(encoded) = &staged.encoded else {
+            return;
+        };
+        if ok {
+            let entry = Entry::new(Some(staged.object.clone()), encoded.len(), lock.skey.len());
+            self.cache.insert(self.partition, lock.skey.clone(), entry);
+        } else {
+            self.cache.remove(self.partition, &lock.skey);
+        }
+    }
+
+    /// A replica write on its own (read repair): stage, store, cache.
     pub fn replica_put(
         &self,
         bkey: &BKey,
         incoming: &RiakObject,
         opts: &MergeOptions,
         limits: &Limits,
-    ) -> NodeResult<RiakObject> {
-        fail::fail_point!("vnode-replica-put", |_| Err(injected("vnode-replica-put")));
-        let skey = bkey.storage_key();
-        let _guard = self.lock(&skey);
-        let local = self.read(&skey)?;
-        match merge::replica_merge(local.as_ref(), incoming, opts) {
-            ReplicaMerge::Unchanged => Ok(local.unwrap_or_else(|| incoming.clone())),
-            ReplicaMerge::Store(obj) => {
-                check_limits(bkey, &obj, limits)?;
-                self.store.put(&skey, &codec::encode(&obj))?;
-                Ok(obj)
-            }
+    ) -> NodeResult<Arc<RiakObject>> {
+        let lock = self.lock_key(bkey);
+        let staged = self.stage_replica(&lock, bkey, incoming, opts, limits)?;
+        if let Some(encoded) = &staged.encoded {
+            let result = self.store.put(&lock.skey, encoded);
+            self.written(&lock, &staged, result.is_ok());
+            result?;
         }
+        Ok(staged.object)
     }
 
     /// Removes a tombstone, but only if the stored object is still exactly that tombstone
     /// (a write that raced the reaper must survive). Returns whether it was removed.
     pub fn reap(&self, bkey: &BKey, tombstone_clock: &VClock) -> NodeResult<bool> {
-        let skey = bkey.storage_key();
+        let skey = Bytes::from(bkey.storage_key());
         let _guard = self.lock(&skey);
         match self.read(&skey)? {
             Some(obj) if obj.is_tombstone() && obj.vclock == *tombstone_clock => {
-                self.store.delete(&skey)?;
+                if let Err(e) = self.store.delete(&skey) {
+                    self.cache.remove(self.partition, &skey);
+                    return Err(e.into());
+                }
+                self.cache.insert(
+                    self.partition,
+                    skey.clone(),
+                    Entry::new(None, 0, skey.len()),
+                );
                 Ok(true)
             }
             _ => Ok(false),
@@ -196,13 +303,26 @@ impl Vnode {
         .map_err(|e| NodeError::Corrupt(e.to_string()))
     }
 
-    fn read(&self, skey: &[u8]) -> NodeResult<Option<RiakObject>> {
-        match self.store.get(skey)? {
-            None => Ok(None),
-            Some(raw) => codec::decode_bytes(raw)
-                .map(Some)
-                .map_err(|e| NodeError::Corrupt(e.to_string())),
+    /// The stored object (through the cache), filling the cache on a miss. Callers hold the
+    /// key's stripe lock, so no write can slip between the read and the fill.
+    fn read(&self, skey: &Bytes) -> NodeResult<Option<Arc<RiakObject>>> {
+        if let Some(entry) = self.cache.get(self.partition, skey) {
+            return Ok(entry.object);
         }
+        let (object, encoded_len) = match self.store.get(skey)? {
+            None => (None, 0),
+            Some(raw) => {
+                // An exact-size copy: the engine's buffer may be a whole block (module docs of
+                // `object_cache`).
+                let own = Bytes::copy_from_slice(&raw);
+                let obj =
+                    codec::decode_bytes(own).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+                (Some(Arc::new(obj)), raw.len())
+            }
+        };
+        let entry = Entry::new(object.clone(), encoded_len, skey.len());
+        self.cache.insert(self.partition, skey.clone(), entry);
+        Ok(object)
     }
 
     fn lock(&self, skey: &[u8]) -> parking_lot::MutexGuard<'_, ()> {

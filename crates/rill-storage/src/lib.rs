@@ -68,6 +68,11 @@ pub trait Backend: Send + Sync + 'static {
     /// A store for node metadata, separate from every partition.
     fn metadata(&self) -> Arc<dyn PartitionStore>;
 
+    /// Stores several values, possibly in different partitions, as one atomic write: either
+    /// all are stored or none. Costs one journal append where separate puts cost one each —
+    /// the node writes all local replicas of an object this way. Partitions must be open.
+    fn write_batch(&self, puts: &[BatchPut<'_>]) -> Result<(), StorageError>;
+
     /// Group commit: resolves once every write that returned before this call is durable at
     /// `level`. Concurrent callers share one flush/fsync.
     fn commit(&self, level: Durability) -> BoxFuture<'static, Result<(), StorageError>>;
@@ -78,6 +83,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A short name for logs and stats ("fjall", "memory").
     fn name(&self) -> &'static str;
+}
+
+/// One value of a [`Backend::write_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchPut<'a> {
+    pub partition: PartitionId,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
 }
 
 /// One partition's ordered key/value store.

@@ -20,7 +20,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::limits::{check_put, storable_key};
 use crate::scan::{KeyBounds, resume_after, scan_bounds};
-use crate::{Backend, Durability, KeyIter, KvIter, PartitionId, PartitionStore, StorageError};
+use crate::{
+    Backend, BatchPut, Durability, KeyIter, KvIter, PartitionId, PartitionStore, StorageError,
+};
 
 /// How many entries a scan copies out per lock acquisition.
 const SCAN_CHUNK: usize = 256;
@@ -73,6 +75,27 @@ impl Backend for MemoryBackend {
 
     fn metadata(&self) -> Arc<dyn PartitionStore> {
         self.meta.clone()
+    }
+
+    fn write_batch(&self, puts: &[BatchPut<'_>]) -> Result<(), StorageError> {
+        // Check everything first so that a refused batch stores nothing.
+        let partitions = self.partitions.lock();
+        let mut targets = Vec::with_capacity(puts.len());
+        for put in puts {
+            check_put(put.key, put.value)?;
+            let store = partitions
+                .get(&put.partition)
+                .ok_or_else(|| StorageError::closed("partition"))?;
+            store.check_open()?;
+            targets.push(store.clone());
+        }
+        for (put, store) in puts.iter().zip(targets) {
+            store.map.write().insert(
+                Bytes::copy_from_slice(put.key),
+                Bytes::copy_from_slice(put.value),
+            );
+        }
+        Ok(())
     }
 
     fn commit(&self, _level: Durability) -> BoxFuture<'static, Result<(), StorageError>> {

@@ -98,6 +98,7 @@ conformance_suite!(
     commits_resolve,
     scans_do_not_block_writes_to_the_same_store,
     approximate_len_counts_fresh_keys,
+    write_batch_stores_all_or_nothing,
 );
 
 fn keys_of(store: &dyn PartitionStore, prefix: &[u8], after: Option<&[u8]>) -> Vec<Vec<u8>> {
@@ -256,6 +257,39 @@ fn start_after_pages_through_keys(h: &mut dyn Harness) {
     );
     assert_eq!(keys_of(&*store, b"bucket/", Some(b"a")), expected);
     assert!(keys_of(&*store, b"bucket/", Some(b"bucket0")).is_empty());
+}
+
+fn write_batch_stores_all_or_nothing(h: &mut dyn Harness) {
+    let backend = h.backend();
+    let a = backend.open_partition(1).expect("open");
+    let b = backend.open_partition(2).expect("open");
+    let put = |partition, key: &'static [u8], value: &'static [u8]| rill_storage::BatchPut {
+        partition,
+        key,
+        value,
+    };
+    backend
+        .write_batch(&[
+            put(1, b"k", b"one"),
+            put(2, b"k", b"two"),
+            put(1, b"j", b"three"),
+        ])
+        .expect("batch");
+    assert_eq!(a.get(b"k").expect("get").as_deref(), Some(&b"one"[..]));
+    assert_eq!(a.get(b"j").expect("get").as_deref(), Some(&b"three"[..]));
+    assert_eq!(b.get(b"k").expect("get").as_deref(), Some(&b"two"[..]));
+    // An unstorable entry or an unopened partition refuses the whole batch.
+    let err = backend
+        .write_batch(&[put(1, b"x", b"1"), put(2, b"", b"2")])
+        .expect_err("empty key");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        backend
+            .write_batch(&[put(1, b"y", b"1"), put(77, b"y", b"2")])
+            .is_err()
+    );
+    assert_eq!(a.get(b"x").expect("get"), None);
+    assert_eq!(a.get(b"y").expect("get"), None);
 }
 
 fn open_partition_is_idempotent(h: &mut dyn Harness) {

@@ -43,6 +43,12 @@ pub struct StartArgs {
     /// Storage block cache in MiB [default: 64]
     #[arg(long, env = "RILL_CACHE_MB")]
     pub cache_mb: Option<u64>,
+    /// Cache of decoded objects in MiB, shared by the vnodes; 0 turns it off [default: 128]
+    #[arg(long, env = "RILL_OBJECT_CACHE_MB")]
+    pub object_cache_mb: Option<u64>,
+    /// Memory for recent writes not yet flushed, all partitions together, in MiB [default: 128]
+    #[arg(long, env = "RILL_WRITE_BUFFER_MB")]
+    pub write_buffer_mb: Option<u64>,
     /// Tombstone reaping: milliseconds (e.g. 3000), `keep` or `immediate` [default: 3000]
     #[arg(long, env = "RILL_DELETE_MODE")]
     pub delete_mode: Option<String>,
@@ -69,6 +75,8 @@ struct FileConfig {
     backend: Option<String>,
     sync: Option<bool>,
     cache_mb: Option<u64>,
+    object_cache_mb: Option<u64>,
+    write_buffer_mb: Option<u64>,
     delete_mode: Option<String>,
     object_size_max: Option<usize>,
     admin_remote: Option<bool>,
@@ -114,6 +122,12 @@ impl Settings {
         }
         if let Some(v) = args.cache_mb.or(file.cache_mb) {
             node.cache_bytes = v * 1024 * 1024;
+        }
+        if let Some(v) = args.object_cache_mb.or(file.object_cache_mb) {
+            node.object_cache_bytes = v * 1024 * 1024;
+        }
+        if let Some(v) = args.write_buffer_mb.or(file.write_buffer_mb) {
+            node.write_buffer_bytes = v * 1024 * 1024;
         }
         if let Some(v) = args.delete_mode.or(file.delete_mode) {
             node.delete_mode = parse_delete_mode(&v)?;

@@ -6,7 +6,9 @@ use std::time::Instant;
 use rill_core::bkey::BKey;
 use rill_core::fsm::Target;
 use rill_core::fsm::get::{GetFsm, GetOutcome, GetParams, GetReply};
-use rill_core::merge::{self, Relation};
+use std::sync::Arc;
+
+use rill_core::merge::{self, MergeOptions, Relation};
 use rill_core::object::RiakObject;
 use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::PreflistEntry;
@@ -44,22 +46,22 @@ impl Node {
         let fsm = self.read_replicas(bkey, params, &targets)?;
         let merge_opts = merge_options(&props);
         let merged = match fsm.outcome() {
-            Some(GetOutcome::Found) => {
-                merge::reconcile(&objects(fsm.decision_replies()), &merge_opts)
-            }
+            Some(GetOutcome::Found) => merge_replies(fsm.decision_replies(), &merge_opts),
             Some(GetOutcome::NotFound) => None,
             Some(GetOutcome::Failed(e)) => return Err(NodeError::GetQuorum(e.clone())),
             None => return Err(NodeError::Timeout),
         };
         // Repair from everything that came back, not only what the decision needed.
-        if let Some(all) = merge::reconcile(&objects(fsm.replies()), &merge_opts) {
-            self.read_repair(bkey, &all, &targets, fsm.replies(), &props);
+        let all = if fsm.replies().len() == fsm.decision_replies().len() {
+            merged.clone()
+        } else {
+            merge_replies(fsm.replies(), &merge_opts)
+        };
+        if let Some(all) = &all {
+            self.read_repair(bkey, all, &targets, fsm.replies(), &props);
         }
         let Some(obj) = merged else {
-            let tombstone = opts
-                .deleted_vclock
-                .then(|| merge::reconcile(&objects(fsm.replies()), &merge_opts).map(|o| o.vclock))
-                .flatten();
+            let tombstone = opts.deleted_vclock.then(|| all.map(|o| o.vclock)).flatten();
             return Ok(GetResponse::NotFound { tombstone });
         };
         if obj.is_tombstone() {
@@ -83,7 +85,7 @@ impl Node {
         bkey: &BKey,
         params: GetParams,
         targets: &[PreflistEntry],
-    ) -> NodeResult<GetFsm<usize, RiakObject>> {
+    ) -> NodeResult<GetFsm<usize, Arc<RiakObject>>> {
         let fsm_targets = targets
             .iter()
             .enumerate()
@@ -118,7 +120,7 @@ impl Node {
         bkey: &BKey,
         merged: &RiakObject,
         targets: &[PreflistEntry],
-        replies: &[(usize, GetReply<RiakObject>)],
+        replies: &[(usize, GetReply<Arc<RiakObject>>)],
         props: &BucketProps,
     ) {
         let stale: Vec<PreflistEntry> = replies
@@ -160,10 +162,20 @@ impl Node {
     }
 }
 
-/// The objects carried by a set of replies.
-fn objects(replies: &[(usize, GetReply<RiakObject>)]) -> Vec<RiakObject> {
-    replies
+/// The merge of the objects carried by a set of replies. Replicas usually agree exactly; then
+/// the merge is any one of them (merging is idempotent) and costs one comparison per reply.
+fn merge_replies(
+    replies: &[(usize, GetReply<Arc<RiakObject>>)],
+    opts: &MergeOptions,
+) -> Option<RiakObject> {
+    let mut objs = replies.iter().filter_map(|(_, r)| r.object());
+    let first = objs.next()?;
+    if objs.all(|o| Arc::ptr_eq(o, first) || **o == **first) {
+        return Some((**first).clone());
+    }
+    let all: Vec<RiakObject> = replies
         .iter()
-        .filter_map(|(_, r)| r.object().cloned())
-        .collect()
+        .filter_map(|(_, r)| r.object().map(|o| (**o).clone()))
+        .collect();
+    merge::reconcile(&all, opts)
 }

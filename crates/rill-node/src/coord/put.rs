@@ -7,16 +7,19 @@ use std::time::Instant;
 
 use rill_core::fsm::Target;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
+use std::sync::Arc;
+
 use rill_core::object::RiakObject;
 use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::PreflistEntry;
 use rill_core::vclock::PruneLimits;
+use rill_storage::BatchPut;
 
 use crate::coord::{merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
-use crate::vnode::WriteRules;
+use crate::vnode::{KeyLock, Staged, Vnode, WriteRules};
 
 impl Node {
     /// Writes an object with the request's quorum and conditional options.
@@ -45,9 +48,9 @@ impl Node {
             .write_replicas(&req, opts, &props, params, &targets)
             .await?;
         let object = if opts.return_body {
-            Some(stored)
+            Some(Arc::unwrap_or_clone(stored))
         } else if opts.return_head {
-            Some(head_only(stored))
+            Some(head_only(Arc::unwrap_or_clone(stored)))
         } else {
             None
         };
@@ -89,7 +92,7 @@ impl Node {
         props: &BucketProps,
         params: PutParams,
         targets: &[PreflistEntry],
-    ) -> NodeResult<RiakObject> {
+    ) -> NodeResult<Arc<RiakObject>> {
         let fsm_targets = targets
             .iter()
             .enumerate()
@@ -100,75 +103,134 @@ impl Node {
             .collect();
         // The first target coordinates; `asis` writes have no coordinator (every replica merges).
         let coordinator = (!opts.asis).then_some(0);
-        let mut fsm: PutFsm<usize, RiakObject> =
+        let mut fsm: PutFsm<usize, Arc<RiakObject>> =
             PutFsm::new(params, fsm_targets, coordinator).map_err(NodeError::PutQuorum)?;
-        let merge = merge_options(props);
-        let limits = &self.inner.config.limits;
+        let stored = self.write_local_replicas(req, opts, props, targets, &mut fsm)?;
 
-        let mut coordinated: Option<RiakObject> = None;
-        let mut stored = Vec::with_capacity(targets.len());
-        for (i, target) in targets.iter().enumerate() {
-            let result = self.replica(target).and_then(|r| {
-                let Replica::Local(v) = r;
-                match &coordinated {
-                    None if !opts.asis => {
-                        let rules = WriteRules {
-                            merge,
-                            prune: prune_limits(props),
-                            limits,
-                            now_us: self.now_us(),
-                        };
-                        v.coordinate_put(&req.bkey, &req.context, req.content.clone(), &rules)
-                    }
-                    Some(obj) => v.replica_put(&req.bkey, obj, &merge, limits),
-                    None => {
-                        let obj = RiakObject {
-                            vclock: req.context.clone(),
-                            contents: vec![req.content.clone()],
-                        };
-                        v.replica_put(&req.bkey, &obj, &merge, limits)
-                    }
-                }
-            });
-            match result {
-                Ok(obj) => {
-                    self.inner.stats.vnode_puts.inc();
-                    fsm.add_reply(i, PutReply::W);
-                    stored.push((i, obj.clone()));
-                    coordinated.get_or_insert(obj);
-                }
-                // A write refused for its content (too large, too many siblings) fails the
-                // request outright: no other replica would take it either.
-                Err(e @ NodeError::Limit(_)) => return Err(e),
-                Err(e) => {
-                    fsm.add_reply(i, PutReply::Fail(e.to_string()));
-                }
-            }
-            if matches!(fsm.outcome(), Some(Err(_))) {
-                break;
-            }
-        }
         // One group commit covers every local replica's write: that is DW.
         match self.commit().await {
             Ok(()) => {
-                for (i, obj) in stored {
-                    fsm.add_reply(i, PutReply::Dw(Some(obj)));
+                for (i, obj) in &stored {
+                    fsm.add_reply(*i, PutReply::Dw(Some(obj.clone())));
                 }
             }
             Err(e) => {
-                for (i, _) in stored {
-                    fsm.add_reply(i, PutReply::Fail(e.to_string()));
+                for (i, _) in &stored {
+                    fsm.add_reply(*i, PutReply::Fail(e.to_string()));
                 }
             }
         }
         if fsm.outcome().is_none() {
             fsm.on_timeout();
         }
-        match (fsm.outcome(), coordinated) {
-            (Some(Ok(())), Some(obj)) => Ok(obj),
+        match (fsm.outcome(), stored.into_iter().next()) {
+            (Some(Ok(())), Some((_, obj))) => Ok(obj),
             (Some(Err(e)), _) => Err(NodeError::PutQuorum(e.clone())),
             _ => Err(NodeError::Timeout),
         }
+    }
+
+    /// Merges the write at every replica held here and stores all of them in one batch (one
+    /// journal append instead of one per replica). The keys stay locked from the first read
+    /// to the cache update, so no other write to the key interleaves; they are locked in
+    /// partition order, so two writes can never wait for each other's locks.
+    /// Returns the replicas that stored the write, coordinator first, with what they hold.
+    fn write_local_replicas(
+        &self,
+        req: &PutRequest,
+        opts: &PutOptions,
+        props: &BucketProps,
+        targets: &[PreflistEntry],
+        fsm: &mut PutFsm<usize, Arc<RiakObject>>,
+    ) -> NodeResult<Vec<(usize, Arc<RiakObject>)>> {
+        let merge = merge_options(props);
+        let limits = &self.inner.config.limits;
+        let mut vnodes = Vec::with_capacity(targets.len());
+        for (i, target) in targets.iter().enumerate() {
+            match self.replica(target) {
+                Ok(Replica::Local(v)) => vnodes.push((i, v)),
+                Err(e) => {
+                    fsm.add_reply(i, PutReply::Fail(e.to_string()));
+                }
+            }
+        }
+        let mut locks: Vec<Option<KeyLock<'_>>> = (0..targets.len()).map(|_| None).collect();
+        let mut order = vnodes.clone();
+        order.sort_by_key(|(_, v)| v.partition());
+        for (i, v) in order {
+            locks[i] = Some(v.lock_key(&req.bkey));
+        }
+
+        let mut staged: Vec<(usize, &Vnode, Staged)> = Vec::with_capacity(vnodes.len());
+        for &(i, v) in &vnodes {
+            let lock = locks[i].as_ref().expect("locked above");
+            let result = match staged.first() {
+                None if !opts.asis => {
+                    let rules = WriteRules {
+                        merge,
+                        prune: prune_limits(props),
+                        limits,
+                        now_us: self.now_us(),
+                    };
+                    v.stage_coordinated(lock, &req.bkey, &req.context, req.content.clone(), &rules)
+                }
+                Some((_, _, coordinated)) => {
+                    let obj = coordinated.object.clone();
+                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                }
+                None => {
+                    let obj = RiakObject {
+                        vclock: req.context.clone(),
+                        contents: vec![req.content.clone()],
+                    };
+                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                }
+            };
+            match result {
+                Ok(s) => staged.push((i, v, s)),
+                // A write refused for its content (too large, too many siblings) fails the
+                // request outright: no other replica would take it either.
+                Err(e @ NodeError::Limit(_)) => return Err(e),
+                Err(e) => {
+                    fsm.add_reply(i, PutReply::Fail(e.to_string()));
+                    if matches!(fsm.outcome(), Some(Err(_))) {
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+        }
+
+        let puts: Vec<BatchPut<'_>> = staged
+            .iter()
+            .filter_map(|(i, v, s)| {
+                Some(BatchPut {
+                    partition: v.partition(),
+                    key: locks[*i].as_ref()?.storage_key(),
+                    value: s.encoded.as_deref()?,
+                })
+            })
+            .collect();
+        let result = if puts.is_empty() {
+            Ok(())
+        } else {
+            self.inner.backend.write_batch(&puts)
+        };
+        for (i, v, s) in &staged {
+            v.written(locks[*i].as_ref().expect("locked above"), s, result.is_ok());
+            match &result {
+                Ok(()) => {
+                    self.inner.stats.vnode_puts.inc();
+                    fsm.add_reply(*i, PutReply::W);
+                }
+                Err(e) => {
+                    fsm.add_reply(*i, PutReply::Fail(e.to_string()));
+                }
+            }
+        }
+        Ok(match result {
+            Ok(()) => staged.into_iter().map(|(i, _, s)| (i, s.object)).collect(),
+            Err(_) => Vec::new(),
+        })
     }
 }
 

@@ -87,7 +87,7 @@ async fn read_repair_restores_a_missing_replica() {
     let k = bkey("b", "k");
     put(&node, &k, "v", VClock::new()).await;
     let third = replicas(&node, &k)[2];
-    third.store().delete(&k.storage_key()).unwrap();
+    third.damage(&k, None);
     assert!(third.get(&k).unwrap().is_none());
 
     let GetResponse::Found(obj) = get(&node, &k).await else {
@@ -98,7 +98,7 @@ async fn read_repair_restores_a_missing_replica() {
         eventually(|| third.get(&k).unwrap().is_some()).await,
         "replica repaired"
     );
-    assert_eq!(third.get(&k).unwrap().unwrap(), obj);
+    assert_eq!(*third.get(&k).unwrap().unwrap(), obj);
     assert_eq!(node.stats().read_repairs.get(), 1);
 }
 
@@ -108,9 +108,14 @@ async fn read_repair_brings_a_stale_replica_forward() {
     let k = bkey("b", "k");
     let v1 = put(&node, &k, "v1", VClock::new()).await;
     let stale = replicas(&node, &k)[1];
-    let old_bytes = stale.store().get(&k.storage_key()).unwrap().unwrap();
+    let old_bytes = stale.raw(&k).unwrap();
     let v2 = put(&node, &k, "v2", v1.vclock.clone()).await;
-    stale.store().put(&k.storage_key(), &old_bytes).unwrap();
+    stale.damage(&k, Some(&old_bytes));
+    assert_eq!(
+        stale.get(&k).unwrap().unwrap().vclock,
+        v1.vclock,
+        "stale again"
+    );
 
     let GetResponse::Found(obj) = get(&node, &k).await else {
         panic!("found expected")
@@ -124,10 +129,7 @@ async fn a_corrupt_replica_is_an_error_reply_that_quorum_tolerates() {
     let node = node_with(|_| {});
     let k = bkey("b", "k");
     put(&node, &k, "v", VClock::new()).await;
-    replicas(&node, &k)[0]
-        .store()
-        .put(&k.storage_key(), b"\xffnot an object")
-        .unwrap();
+    replicas(&node, &k)[0].damage(&k, Some(b"\xffnot an object"));
     // r = quorum (2 of 3): the two good replicas answer.
     assert!(matches!(get(&node, &k).await, GetResponse::Found(_)));
     // r = all cannot be met: Riak's R-value error names the counts.
@@ -359,4 +361,29 @@ async fn listing_reports_each_key_and_bucket_once() {
         node.list_buckets("nosuchtype"),
         Err(NodeError::UnknownBucketType(_))
     ));
+}
+
+#[tokio::test]
+async fn the_object_cache_is_optional_and_changes_no_answer() {
+    for cache_bytes in [0, 1 << 20] {
+        let node = node_with(|c| {
+            c.object_cache_bytes = cache_bytes;
+            c.delete_mode = DeleteMode::Immediate;
+        });
+        let k = bkey("b", "k");
+        let v1 = put(&node, &k, "v1", VClock::new()).await;
+        put(&node, &k, "v2", v1.vclock).await;
+        let GetResponse::Found(obj) = get(&node, &k).await else {
+            panic!()
+        };
+        assert_eq!(obj.contents.len(), 1);
+        assert_eq!(obj.contents[0].value, "v2");
+        node.delete(&k, &DeleteOptions::default()).await.unwrap();
+        let reps = replicas(&node, &k);
+        assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+        assert!(matches!(
+            get(&node, &k).await,
+            GetResponse::NotFound { tombstone: None }
+        ));
+    }
 }
