@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use rill_core::bkey::BKey;
-use rill_core::fsm::Target;
 use rill_core::fsm::get::{GetFsm, GetOutcome, GetParams, GetReply};
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use rill_core::object::RiakObject;
 use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::PreflistEntry;
 
-use crate::coord::{merge_options, resolve_n, resolve_quorum};
+use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse};
@@ -86,15 +85,7 @@ impl Node {
         params: GetParams,
         targets: &[PreflistEntry],
     ) -> NodeResult<GetFsm<usize, Arc<RiakObject>>> {
-        let fsm_targets = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Target {
-                index: i,
-                primary: t.primary,
-            })
-            .collect();
-        let mut fsm = GetFsm::new(params, fsm_targets).map_err(NodeError::GetQuorum)?;
+        let mut fsm = GetFsm::new(params, fsm_targets(targets)).map_err(NodeError::GetQuorum)?;
         for (i, target) in targets.iter().enumerate() {
             let reply = match self.replica(target).and_then(|r| match r {
                 Replica::Local(v) => v.get(bkey),

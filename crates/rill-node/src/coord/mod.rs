@@ -10,8 +10,10 @@ mod tests;
 
 pub use list::KeyChunks;
 
+use rill_core::fsm::Target;
 use rill_core::merge::MergeOptions;
 use rill_core::props::{BucketProps, Quorum, QuorumError, QuorumParam};
+use rill_core::ring::PreflistEntry;
 
 use crate::error::{NodeError, NodeResult};
 
@@ -36,6 +38,19 @@ pub(crate) fn resolve_quorum(
 ) -> Result<u32, QuorumError> {
     let bucket = props.quorum(param);
     requested.unwrap_or(bucket).resolve(param, n, bucket)
+}
+
+/// The quorum machines' view of a preference list: each entry by its position, and whether it
+/// is a primary.
+pub(crate) fn fsm_targets(targets: &[PreflistEntry]) -> Vec<Target<usize>> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Target {
+            index: i,
+            primary: t.primary,
+        })
+        .collect()
 }
 
 /// The merge rules a bucket's properties imply.

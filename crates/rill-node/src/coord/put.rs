@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use rill_core::fsm::Target;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use rill_core::ring::PreflistEntry;
 use rill_core::vclock::PruneLimits;
 use rill_storage::BatchPut;
 
-use crate::coord::{merge_options, resolve_n, resolve_quorum};
+use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
@@ -93,18 +92,10 @@ impl Node {
         params: PutParams,
         targets: &[PreflistEntry],
     ) -> NodeResult<Arc<RiakObject>> {
-        let fsm_targets = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Target {
-                index: i,
-                primary: t.primary,
-            })
-            .collect();
         // The first target coordinates; `asis` writes have no coordinator (every replica merges).
         let coordinator = (!opts.asis).then_some(0);
         let mut fsm: PutFsm<usize, Arc<RiakObject>> =
-            PutFsm::new(params, fsm_targets, coordinator).map_err(NodeError::PutQuorum)?;
+            PutFsm::new(params, fsm_targets(targets), coordinator).map_err(NodeError::PutQuorum)?;
         let stored = self.write_local_replicas(req, opts, props, targets, &mut fsm)?;
 
         // One group commit covers every local replica's write: that is DW.
