@@ -213,6 +213,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any path a client sends parses to some resource without panicking, and the
+        /// object paths built from arbitrary segments address exactly those bytes.
+        #[test]
+        fn arbitrary_paths_never_panic(segs in proptest::collection::vec("[a-z%+/0-9A-F]{0,6}", 0..8)) {
+            let _ = parse(&format!("/{}", segs.join("/")));
+        }
+
+        #[test]
+        fn encoded_names_round_trip(bucket in proptest::collection::vec(proptest::num::u8::ANY, 1..12),
+                                    key in proptest::collection::vec(proptest::num::u8::ANY, 1..12)) {
+            let enc = |b: &[u8]| percent_encoding::percent_encode(b, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let path = format!("/types/t/buckets/{}/keys/{}", enc(&bucket), enc(&key));
+            match parse(&path) {
+                Resource::Object { bucket: b, key: k } => {
+                    proptest::prop_assert_eq!(b.name.as_ref(), &bucket[..]);
+                    proptest::prop_assert_eq!(k.as_ref(), &key[..]);
+                }
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+
     #[test]
     fn plus_is_a_space_and_encoded_plus_is_a_plus() {
         match parse("/buckets/a+b/keys/c%2Bd") {
