@@ -291,6 +291,13 @@ impl Faults {
                 tracing::error!(%err, "storage write failed; further writes are refused");
                 Err(err)
             }
+            // The engine was poisoned by a failure in its own background work (a flush or a
+            // compaction), whose error we never saw: most often a full disk.
+            (ErrorKind::Poisoned, None) => Err(StorageError::new(
+                ErrorKind::Poisoned,
+                "storage refuses writes after a background flush or compaction failed \
+                 (most often: the disk is full); free space and restart the node",
+            )),
             _ => Err(err),
         }
     }

@@ -206,6 +206,16 @@ impl Node {
         } else {
             self.inner.backend.write_batch(&puts)
         };
+        // The local storage refused the whole batch: that, not a quorum count, is the reason
+        // to give (a full disk, say), unless replicas elsewhere can still meet the quorum.
+        if let Err(e) = &result
+            && targets.iter().all(|t| t.node == self.inner.name)
+        {
+            for (i, v, s) in &staged {
+                v.written(locks[*i].as_ref().expect("locked above"), s, false);
+            }
+            return Err(NodeError::Storage(e.clone()));
+        }
         for (i, v, s) in &staged {
             v.written(locks[*i].as_ref().expect("locked above"), s, result.is_ok());
             match &result {
