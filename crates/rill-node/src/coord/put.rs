@@ -96,7 +96,21 @@ impl Node {
         let coordinator = (!opts.asis).then_some(0);
         let mut fsm: PutFsm<usize, Arc<RiakObject>> =
             PutFsm::new(params, fsm_targets(targets), coordinator).map_err(NodeError::PutQuorum)?;
-        let stored = self.write_local_replicas(req, opts, props, targets, &mut fsm)?;
+        // With synced writes the engine's journal lock is held for the length of each fsync,
+        // so a write can wait that long. Waiting on a runtime worker would stall every other
+        // request on that worker, and with it the next commit group (measured: synced
+        // throughput stuck at ~8.8 k/s from 4 to 64 clients). Telling the runtime the worker
+        // may block lets it keep serving requests on another thread, whose writes then
+        // share the next fsync.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let stored = if self.inner.config.sync_writes && multi_thread {
+            tokio::task::block_in_place(|| {
+                self.write_local_replicas(req, opts, props, targets, &mut fsm)
+            })?
+        } else {
+            self.write_local_replicas(req, opts, props, targets, &mut fsm)?
+        };
 
         // One group commit covers every local replica's write: that is DW.
         match self.commit().await {
