@@ -39,6 +39,7 @@ pub(crate) struct Inner {
     /// Vnodes of the partitions this node holds, indexed by partition id.
     pub(crate) vnodes: Vec<Option<Arc<Vnode>>>,
     pub(crate) metadata: Metadata,
+    pub(crate) cache: Arc<ObjectCache>,
     pub(crate) stats: Stats,
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -103,6 +104,7 @@ impl Node {
                 backend,
                 vnodes,
                 metadata,
+                cache,
                 stats: Stats::default(),
                 shutdown,
             }),
@@ -132,6 +134,29 @@ impl Node {
 
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
+    }
+
+    /// Memory and journal figures of the storage and the object cache, for `/stats`.
+    pub fn memory_report(&self, out: &mut serde_json::Map<String, serde_json::Value>) {
+        let s = self.inner.backend.stats();
+        out.insert(
+            "storage_write_buffer_bytes".into(),
+            s.write_buffer_bytes.into(),
+        );
+        out.insert(
+            "storage_block_cache_bytes".into(),
+            s.block_cache_bytes.into(),
+        );
+        out.insert("storage_journal_bytes".into(), s.journal_bytes.into());
+        out.insert(
+            "storage_synced_commits_total".into(),
+            s.synced_commits.into(),
+        );
+        out.insert("storage_fsyncs_total".into(), s.fsyncs.into());
+        out.insert(
+            "object_cache_bytes".into(),
+            self.inner.cache.weight().into(),
+        );
     }
 
     /// The name of the storage backend in use.

@@ -61,8 +61,8 @@ use crate::group_commit::{CommitStats, GroupCommitter};
 use crate::limits::{check_put, storable_key};
 use crate::scan::scan_bounds;
 use crate::{
-    Backend, BatchPut, Durability, ErrorKind, KeyIter, KvIter, PartitionId, PartitionStore,
-    StorageError,
+    Backend, BackendStats, BatchPut, Durability, ErrorKind, KeyIter, KvIter, PartitionId,
+    PartitionStore, StorageError,
 };
 
 /// fjall refuses (panics on) a journal limit below this.
@@ -225,6 +225,18 @@ impl Backend for FjallBackend {
             // Every write already reached the OS before it returned (see module docs).
             Durability::Buffered => futures::future::ready(Ok(())).boxed(),
             Durability::Synced => self.committer.request(),
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        let commits = self.committer.stats();
+        BackendStats {
+            // fjall marks these two accessors experimental; they are read-only counters.
+            write_buffer_bytes: self.db.write_buffer_size(),
+            block_cache_bytes: self.db.cache_size(),
+            journal_bytes: self.db.journal_disk_space().unwrap_or(0),
+            synced_commits: commits.commits,
+            fsyncs: commits.persists,
         }
     }
 

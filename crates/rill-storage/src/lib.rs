@@ -81,8 +81,26 @@ pub trait Backend: Send + Sync + 'static {
     /// passes it to [`Backend::commit`] unless a request asks for more.
     fn default_durability(&self) -> Durability;
 
+    /// Memory and journal figures for `/stats`: what an operator needs to see that memory
+    /// stays within the configured budgets.
+    fn stats(&self) -> BackendStats;
+
     /// A short name for logs and stats ("fjall", "memory").
     fn name(&self) -> &'static str;
+}
+
+/// See [`Backend::stats`]; zero where a backend has no such thing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Bytes in memtables (recent writes not yet in tables).
+    pub write_buffer_bytes: u64,
+    /// Bytes held by the block cache.
+    pub block_cache_bytes: u64,
+    /// Bytes of journal (write-ahead log) on disk.
+    pub journal_bytes: u64,
+    /// Synced commits requested, and the fsyncs that served them (grouping ratio).
+    pub synced_commits: u64,
+    pub fsyncs: u64,
 }
 
 /// One value of a [`Backend::write_batch`].

@@ -21,7 +21,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::limits::{check_put, storable_key};
 use crate::scan::{KeyBounds, resume_after, scan_bounds};
 use crate::{
-    Backend, BatchPut, Durability, KeyIter, KvIter, PartitionId, PartitionStore, StorageError,
+    Backend, BackendStats, BatchPut, Durability, KeyIter, KvIter, PartitionId, PartitionStore,
+    StorageError,
 };
 
 /// How many entries a scan copies out per lock acquisition.
@@ -100,6 +101,10 @@ impl Backend for MemoryBackend {
 
     fn commit(&self, _level: Durability) -> BoxFuture<'static, Result<(), StorageError>> {
         futures::future::ready(Ok(())).boxed()
+    }
+
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
     }
 
     fn default_durability(&self) -> Durability {

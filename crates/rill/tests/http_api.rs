@@ -461,6 +461,21 @@ fn preflist_ping_stats_and_resource_map() {
     assert!(stats["node_gets_total"].as_u64().unwrap() >= 1);
     assert!(stats["node_puts_total"].as_u64().unwrap() >= 1);
     assert!(stats["rill_version"].is_string());
+    assert!(
+        stats["object_cache_bytes"].as_u64().unwrap() > 0,
+        "the object read is cached"
+    );
+    assert!(
+        stats["storage_journal_bytes"].as_u64().unwrap() > 0,
+        "the write is journaled"
+    );
+    for k in [
+        "storage_write_buffer_bytes",
+        "storage_block_cache_bytes",
+        "storage_fsyncs_total",
+    ] {
+        assert!(stats[k].is_u64(), "{k}");
+    }
     for k in [
         "node_get_fsm_time_mean",
         "node_get_fsm_time_median",

@@ -33,6 +33,7 @@ pub(crate) fn stats(api: &Api) -> Response {
     m.insert("connected_nodes".into(), Value::Array(Vec::new()));
     m.insert("storage_backend".into(), node.backend_name().into());
     node.stats().report(&mut m);
+    node.memory_report(&mut m);
     respond(
         StatusCode::OK,
         "application/json",
