@@ -23,11 +23,11 @@ fn server_counts(node: &TestNode) -> (u64, u64) {
     (get("node_gets_total"), get("node_puts_total"))
 }
 
-/// Runs a 3-second bench and returns its summary.json.
+/// Runs a 5-second bench (the smoke run CI does over each protocol) and returns its summary.json.
 fn bench(protocol: &str, target: &str, out: &Path) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_rill"))
         .args(["bench", "--protocol", protocol, "--targets", target])
-        .args(["--duration", "3s", "--concurrency", "4"])
+        .args(["--duration", "5s", "--concurrency", "4"])
         .args(["--mix", "get=2,put=1,update=1", "--keys", "500"])
         .args(["--key-dist", "pareto", "--value-size", "10-200"])
         .args(["--n-val", "3", "--r", "2", "--w", "2", "--preload"])
