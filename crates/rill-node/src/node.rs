@@ -220,8 +220,9 @@ impl Node {
             .unwrap_or(Err(NodeError::Timeout))
     }
 
-    /// Wall-clock time in microseconds since the Unix epoch.
-    pub(crate) fn now_us(&self) -> u64 {
+    /// Wall-clock time in microseconds since the Unix epoch: the one place the node and its
+    /// protocol layers read the clock (and where a simulator will inject time).
+    pub fn now_us(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)

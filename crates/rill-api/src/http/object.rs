@@ -2,7 +2,7 @@
 //! with Riak's headers — X-Riak-Vclock, X-Riak-Meta-*, X-Riak-Index-*, Link, ETag,
 //! Last-Modified — its conditional requests, and siblings as `300 Multiple Choices`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -162,7 +162,7 @@ async fn put(
         charset,
         content_encoding: header_bytes(headers, header::CONTENT_ENCODING.as_str()),
         vtag: generate_vtag(),
-        last_modified_us: now_us(),
+        last_modified_us: api.node.now_us(),
         usermeta: usermeta_from(headers),
         links: links_from(headers)?,
         indexes: indexes_from(headers)?,
@@ -591,13 +591,6 @@ fn object_path(family: Family, b: &Bucket, key: &[u8]) -> String {
         Family::Legacy => format!("/riak/{}/{}", enc(&b.name), enc(key)),
         _ => format!("{}/keys/{}", bucket_path(family, b), enc(key)),
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 fn bad(e: impl std::fmt::Display) -> HttpError {

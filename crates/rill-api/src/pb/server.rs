@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -281,7 +280,7 @@ impl Connection {
                 .map(vclock)
                 .transpose()?
                 .unwrap_or_default(),
-            content: content_from_pb(content, generate_vtag(), now_us())
+            content: content_from_pb(content, generate_vtag(), self.node.now_us())
                 .map_err(NodeError::BadRequest)?,
         };
         // Riak blanks the values whenever return_head is set, even alongside return_body.
@@ -475,11 +474,4 @@ fn vclock(raw: &[u8]) -> Result<VClock, NodeError> {
 
 fn timeout(ms: Option<u32>) -> Option<std::time::Duration> {
     ms.map(|ms| std::time::Duration::from_millis(ms as u64))
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
