@@ -8,6 +8,7 @@
 
 mod admin;
 mod bucket;
+mod cluster;
 mod object;
 mod ops;
 mod params;
@@ -128,6 +129,10 @@ async fn dispatch(
             check_admin_peer(api, peer)?;
             admin::handle(api, name, activate, m, req).await
         }
+        (Resource::AdminCluster { op }, m) => {
+            check_admin_peer(api, peer)?;
+            cluster::handle(api, &op, m, req).await
+        }
         (Resource::AdminFailpoint { name }, m) => {
             check_admin_peer(api, peer)?;
             admin::failpoint(&name, m, req).await
@@ -204,9 +209,10 @@ fn node_status(e: &NodeError) -> StatusCode {
         // The quorum errors know Riak's status for each case (503 for unmet quorums).
         NodeError::GetQuorum(e) => status_or_500(e.http_status()),
         NodeError::PutQuorum(e) => status_or_500(e.http_status()),
-        NodeError::Timeout | NodeError::ShuttingDown | NodeError::Storage(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        NodeError::Timeout
+        | NodeError::ShuttingDown
+        | NodeError::Storage(_)
+        | NodeError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Corrupt(_) | NodeError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

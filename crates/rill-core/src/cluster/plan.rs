@@ -222,7 +222,7 @@ pub fn plan(
 }
 
 /// Checks each staged change against the members.
-fn validate(
+pub fn validate(
     state: &ClusterState,
     changes: &[Change],
     claimant: &NodeName,

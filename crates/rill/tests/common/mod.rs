@@ -19,6 +19,7 @@ pub struct TestNode {
     pub child: Child,
     pub http: SocketAddr,
     pub pb: SocketAddr,
+    pub internode: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -41,6 +42,8 @@ impl TestNode {
                 "--http",
                 "127.0.0.1:0",
                 "--pb",
+                "127.0.0.1:0",
+                "--internode",
                 "127.0.0.1:0",
                 "--ring-size",
                 "16",
@@ -74,6 +77,7 @@ impl TestNode {
             child,
             http: field(&line, "http="),
             pb: field(&line, "pb="),
+            internode: field(&line, "internode="),
             data_dir: dir.to_path_buf(),
             _tmp: None,
         }
