@@ -51,7 +51,8 @@ use crate::vnode::Vnode;
 const WINDOW: usize = 2;
 /// Objects per batch, at most.
 const BATCH_KEYS: usize = 1000;
-/// Bytes per batch, about.
+/// Bytes per batch, about (a rate-limited transfer sends a quarter second's worth, so its
+/// flow stays smooth and an interruption loses little).
 const BATCH_BYTES: usize = 1024 * 1024;
 /// How often the manager looks for transfers to start.
 const TICK: Duration = Duration::from_secs(1);
@@ -309,8 +310,12 @@ impl Node {
         *progress.phase.lock() = "sending";
 
         // The fold, from where the receiver stands.
+        let batch_bytes = match s.rate {
+            0 => BATCH_BYTES,
+            rate => ((rate / 4) as usize).clamp(16 * 1024, BATCH_BYTES),
+        };
         loop {
-            let (items, last) = read_batch(&vnode, cursor.clone()).await?;
+            let (items, last) = read_batch(&vnode, cursor.clone(), batch_bytes).await?;
             if items.is_empty() {
                 break;
             }
@@ -541,6 +546,7 @@ impl Sender<'_> {
 async fn read_batch(
     vnode: &Arc<Vnode>,
     cursor: Option<Bytes>,
+    batch_bytes: usize,
 ) -> NodeResult<(Vec<(Bytes, Bytes)>, Option<Bytes>)> {
     let v = vnode.clone();
     tokio::task::spawn_blocking(move || {
@@ -550,7 +556,7 @@ async fn read_batch(
             let (k, val) = item?;
             bytes += k.len() + val.len();
             items.push((k, val));
-            if items.len() >= BATCH_KEYS || bytes >= BATCH_BYTES {
+            if items.len() >= BATCH_KEYS || bytes >= batch_bytes {
                 break;
             }
         }

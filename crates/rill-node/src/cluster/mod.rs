@@ -84,6 +84,10 @@ pub struct Staging {
 }
 
 /// Reachability of the peers, and the state digest each last reported.
+///
+/// A peer this node has not tried to reach yet counts as up: right after a restart every
+/// peer is unheard-of, and treating them all as down would send the first second's writes to
+/// fallbacks. The first failed call or the first silence proves otherwise.
 #[derive(Default)]
 pub struct Liveness {
     detectors: Mutex<HashMap<NodeName, Detector>>,
@@ -105,7 +109,7 @@ impl Liveness {
         self.detectors
             .lock()
             .get(node)
-            .is_some_and(|d| d.is_up(now_ms))
+            .is_none_or(|d| d.is_up(now_ms))
     }
 
     /// A sign of life from `node`. Returns true when it was down before (it is back).
@@ -125,9 +129,11 @@ impl Liveness {
 
     /// The connection to `node` failed: down at once, without waiting for silence.
     pub fn connection_failed(&self, node: &NodeName) {
-        if let Some(d) = self.detectors.lock().get_mut(node) {
-            d.reset();
-        }
+        self.detectors
+            .lock()
+            .entry(node.clone())
+            .or_insert_with(|| Detector::new(DetectorConfig::default()))
+            .reset();
     }
 
     pub fn forget(&self, node: &NodeName) {
@@ -315,6 +321,25 @@ impl Node {
 mod tests {
     use super::*;
     use rill_storage::{Backend, MemoryBackend};
+
+    #[test]
+    fn peers_are_up_until_proven_down_and_up_again_at_their_next_heartbeat() {
+        let l = Liveness::default();
+        let b = NodeName::from("b@h");
+        assert!(l.is_up(&b, 0), "unheard-of peers count as up");
+        l.connection_failed(&b);
+        assert!(!l.is_up(&b, 0));
+        assert!(l.heartbeat(&b, 10), "back");
+        assert!(l.is_up(&b, 20));
+        assert!(!l.heartbeat(&b, 1000));
+        // Silence brings it down within the detector's ceiling.
+        assert!(!l.is_up(&b, 1000 + 5000));
+        l.saw_digest(&b, 7);
+        assert_eq!(l.digest_of(&b), Some(7));
+        l.forget(&b);
+        assert_eq!(l.digest_of(&b), None);
+        assert!(l.is_up(&b, 0));
+    }
 
     fn config(name: &str) -> NodeConfig {
         NodeConfig {

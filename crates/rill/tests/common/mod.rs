@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -38,17 +40,12 @@ impl TestNode {
     pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
         cmd.arg("start")
-            .args([
-                "--http",
-                "127.0.0.1:0",
-                "--pb",
-                "127.0.0.1:0",
-                "--internode",
-                "127.0.0.1:0",
-                "--ring-size",
-                "16",
-            ])
-            .arg("--data-dir")
+            .args(["--http", "127.0.0.1:0", "--pb", "127.0.0.1:0"])
+            .args(["--ring-size", "16"]);
+        if !extra.contains(&"--internode") {
+            cmd.args(["--internode", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
             .arg(dir)
             .args(extra)
             .env("RILL_LOG", "info")
