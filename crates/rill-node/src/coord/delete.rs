@@ -99,7 +99,7 @@ impl Node {
         let mut shutdown = self.shutdown_signal();
         tokio::spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = rill_net::time::sleep(delay) => {}
                 _ = shutdown.changed() => return,
             }
             if let Err(e) = node.reap(&bkey, &clock, n).await {
