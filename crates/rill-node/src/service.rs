@@ -159,23 +159,24 @@ impl Node {
         }
     }
 
-    /// Finds the vnode a replica request is for, or the node to pass it to.
+    /// Finds the vnode a replica request is for, or the node to pass it to. A request that
+    /// addresses this node as the owner of a partition it does not (or no longer) own goes to
+    /// the owner — even if data of that partition is still here (left by an interrupted
+    /// cleanup) — while one that addresses it as a fallback is served here.
     fn served(&self, vnode: &VnodeRef) -> NodeResult<Served> {
-        if let Some(v) = self.vnode(vnode.partition) {
-            return Ok(match v.forwarding() {
-                Some(to) => Served::There(to),
-                None => Served::Here(v),
-            });
-        }
         if vnode.partition >= self.ring_size() {
-            return Err(NodeError::BadRequest(format!(
-                "no partition {}",
-                vnode.partition
-            )));
+            return Err(NodeError::BadRequest(format!("no partition {}", vnode.partition)));
         }
         let view = self.view();
-        if view.holds(vnode.partition, self.name()) || !vnode.primary {
-            return self.open_vnode(vnode.partition).map(Served::Here);
+        let ours = view.holds(vnode.partition, self.name()) || !vnode.primary;
+        match self.vnode(vnode.partition) {
+            Some(v) => match v.forwarding() {
+                Some(to) => return Ok(Served::There(to)),
+                None if ours => return Ok(Served::Here(v)),
+                None => {}
+            },
+            None if ours => return self.open_vnode(vnode.partition).map(Served::Here),
+            None => {}
         }
         let owner = view.state.owner(vnode.partition).clone();
         if vnode.hops > 0 || owner == *self.name() {

@@ -66,6 +66,9 @@ fn three_nodes_serve_any_key_share_metadata_and_list_each_key_once() {
         );
         assert_eq!(stats["ring_num_partitions"], 16);
     }
+    let json: serde_json::Value =
+        serde_json::from_str(&nodes[1].admin(&["--json", "member-status"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
     let ring = nodes[2].admin(&["ring-status"]);
     assert!(
         ring.contains("Ring Ready: true") && ring.contains("No pending changes."),
