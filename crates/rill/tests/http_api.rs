@@ -138,36 +138,49 @@ fn delete_leaves_a_tombstone_clock_on_404() {
     assert_eq!(body(h.get(&url).call().unwrap()), "again");
 }
 
-#[test]
-fn tombstones_are_reaped_with_delete_mode_immediate() {
-    let node = TestNode::start(&["--delete-mode", "immediate"]);
+/// Writes and deletes a key on a node started with `--delete-mode MODE`, then waits for the
+/// tombstone to be reaped: the key leaves the listing and its 404 carries no clock.
+fn tombstone_is_reaped(mode: &str) {
+    let node = TestNode::start(&["--delete-mode", mode]);
     let h = http();
     let url = node.url("/buckets/reap/keys/k");
-    h.put(&url)
+    let put = h
+        .put(&url)
         .header("Content-Type", "text/plain")
         .send("x")
         .unwrap();
-    h.delete(&url).call().unwrap();
-    // The reap runs in the background right after the delete: the key leaves the listing.
-    let mut keys = Value::Null;
-    for _ in 0..50 {
-        keys = json(
-            h.get(&node.url("/buckets/reap/keys?keys=true"))
-                .call()
-                .unwrap(),
-        );
-        if keys["keys"].as_array().unwrap().is_empty() {
-            break;
-        }
+    assert_eq!(put.status(), 204);
+    let resp = h.get(&url).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body(resp), "x");
+    assert_eq!(h.delete(&url).call().unwrap().status(), 204);
+    // The reap runs in the background after the delete: the key leaves the listing.
+    let listing = node.url("/buckets/reap/keys?keys=true");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut keys = json(h.get(&listing).call().unwrap());
+    while keys["keys"] != serde_json::json!([]) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        keys = json(h.get(&listing).call().unwrap());
     }
-    assert_eq!(keys["keys"], serde_json::json!([]));
+    assert_eq!(keys["keys"], serde_json::json!([]), "delete mode {mode}");
     let resp = h.get(&url).call().unwrap();
     assert_eq!(resp.status(), 404);
     assert!(
         header(&resp, "x-riak-vclock").is_none(),
         "reaped: no tombstone left"
     );
+    let stats = json(h.get(&node.url("/stats")).call().unwrap());
+    assert_eq!(stats["tombstones_reaped_total"], 3, "one per replica");
+}
+
+#[test]
+fn tombstones_are_reaped_with_delete_mode_immediate() {
+    tombstone_is_reaped("immediate");
+}
+
+#[test]
+fn tombstones_are_reaped_after_a_delete_mode_delay() {
+    tombstone_is_reaped("300");
 }
 
 #[test]
