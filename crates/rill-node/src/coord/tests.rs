@@ -71,10 +71,10 @@ fn replicas<'a>(node: &'a Node, bkey: &BKey) -> Vec<&'a crate::vnode::Vnode> {
         .collect()
 }
 
-/// Waits up to `limit` for `check` to hold.
-async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+/// Waits (a few seconds at most) for `check` to hold.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
     let start = tokio::time::Instant::now();
-    while start.elapsed() < limit {
+    while start.elapsed() < Duration::from_secs(5) {
         if check() {
             return true;
         }
@@ -83,9 +83,9 @@ async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
-/// Waits (a few seconds at most) for `check` to hold.
-async fn eventually(check: impl FnMut() -> bool) -> bool {
-    within(Duration::from_secs(5), check).await
+/// Whether no replica holds `k` any more, not even as a tombstone.
+fn gone(reps: &[&crate::vnode::Vnode], k: &BKey) -> bool {
+    reps.iter().all(|v| v.get(k).unwrap().is_none())
 }
 
 #[tokio::test]
@@ -243,7 +243,7 @@ async fn immediate_delete_mode_reaps_every_replica() {
         DeleteOutcome::Deleted
     );
     let reps = replicas(&node, &k);
-    assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+    assert!(eventually(|| gone(&reps, &k)).await);
     assert_eq!(node.stats().tombstones_reaped.get(), 3);
     assert_eq!(
         node.delete(&k, &DeleteOptions::default()).await.unwrap(),
@@ -304,10 +304,7 @@ async fn delayed_delete_mode_keeps_the_tombstone_for_the_delay_then_reaps_it() {
         assert_eq!(node.stats().tombstones_reaped.get(), 0);
     }
     assert!(
-        within(Duration::from_secs(10), || reps
-            .iter()
-            .all(|v| v.get(&k).unwrap().is_none()))
-        .await,
+        eventually(|| gone(&reps, &k)).await,
         "the tombstone is reaped once the delay has passed"
     );
     assert!(deleted_at.elapsed() >= delay, "not before the delay");
@@ -342,10 +339,7 @@ async fn a_write_racing_the_reaper_survives() {
     put(&node, &k, "back", VClock::new()).await;
     let control_reps = replicas(&node, &control);
     assert!(
-        within(Duration::from_secs(10), || control_reps
-            .iter()
-            .all(|v| v.get(&control).unwrap().is_none()))
-        .await,
+        eventually(|| gone(&control_reps, &control)).await,
         "the reaper ran"
     );
     let GetResponse::Found(obj) = get(&node, &k).await else {
@@ -459,7 +453,7 @@ async fn the_object_cache_is_optional_and_changes_no_answer() {
         assert_eq!(obj.contents[0].value, "v2");
         node.delete(&k, &DeleteOptions::default()).await.unwrap();
         let reps = replicas(&node, &k);
-        assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+        assert!(eventually(|| gone(&reps, &k)).await);
         assert!(matches!(
             get(&node, &k).await,
             GetResponse::NotFound { tombstone: None }
