@@ -35,6 +35,25 @@ def store_text(bucket, key, text, **kwargs):
     return obj.store(**kwargs)
 
 
+HTTP_REFUSAL_RE = re.compile(r"Expected status \[[\d, ]+\], received (\d+)")
+
+
+def refusal(excinfo, protocol):
+    """What the server answered, from the RiakError the client raised for it.
+
+    Over HTTP the client names only the status (``Expected status [...],
+    received N``): returns N. Over PB it raises with RpbErrorResp.errmsg:
+    returns that text. Anything else (a socket error, a client bug) fails.
+    """
+    message = excinfo.value.value
+    if protocol == "http":
+        match = HTTP_REFUSAL_RE.fullmatch(message)
+        assert match, "not an HTTP status refusal: %r" % message
+        return int(match.group(1))
+    assert isinstance(message, str), message
+    return message
+
+
 def flatten(chunks):
     return [item for chunk in chunks for item in chunk]
 
@@ -342,12 +361,15 @@ def test_bucket_type_missing_key_and_isolation(client, mult_type, bucket_name):
 # --- conditional puts ----------------------------------------------------------
 
 
-def test_if_none_match(client, bucket_name):
+def test_if_none_match(client, bucket_name, protocol):
     bucket = client.bucket(bucket_name)
     store_text(bucket, "cond", "first", if_none_match=True)  # absent: accepted
     assert bucket.get("cond").data == "first"
-    with pytest.raises(RiakError):
+    with pytest.raises(RiakError) as refused:
         store_text(bucket, "cond", "second", if_none_match=True)
+    # Riak: 412 Precondition Failed over HTTP, "match_found" over PB.
+    assert refusal(refused, protocol) == (
+        412 if protocol == "http" else "match_found")
     assert bucket.get("cond").data == "first"
 
 
@@ -394,13 +416,21 @@ def test_quorum_parameters_accepted(client, bucket_name):
     assert bucket.get("q").exists is False
 
 
-def test_quorum_above_n_val_rejected(client, bucket_name):
+def test_quorum_above_n_val_rejected(client, bucket_name, protocol):
     bucket = client.bucket(bucket_name)
-    with pytest.raises(RiakError):
+    # A 400 over HTTP; over PB the message names the parameter and the n_val.
+    with pytest.raises(RiakError) as refused:
         store_text(bucket, "big", "v", w=10)
+    assert refusal(refused, protocol) == (
+        400 if protocol == "http"
+        else "w value 10 is unsatisfiable with the bucket's n_val of 3")
+    assert bucket.get("big").exists is False
     store_text(bucket, "ok", "v")
-    with pytest.raises(RiakError):
+    with pytest.raises(RiakError) as refused:
         bucket.get("ok", r=10)
+    assert refusal(refused, protocol) == (
+        400 if protocol == "http"
+        else "r value 10 is unsatisfiable with the bucket's n_val of 3")
 
 
 # --- bucket properties ---------------------------------------------------------

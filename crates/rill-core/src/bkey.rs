@@ -248,6 +248,13 @@ mod tests {
         assert!(BKey::from_storage_key(&[]).is_err());
         assert!(BKey::from_storage_key(&[0, 5, b'a']).is_err());
         assert!(BKey::from_storage_key(&[0, 1, b'a', 0, 1, b'b']).is_err());
+        // Each part must be non-empty on its own.
+        assert!(BKey::from_storage_key(&[0, 0, 0, 1, b'b', b'k']).is_err());
+        assert!(BKey::from_storage_key(&[0, 1, b'a', 0, 0, b'k']).is_err());
+        assert_eq!(
+            BKey::from_storage_key(&[0, 1, b'a', 0, 1, b'b', b'k']),
+            Ok(bkey(b"a", b"b", b"k"))
+        );
     }
 
     proptest! {
@@ -270,6 +277,20 @@ mod tests {
             let prefix = a.bucket.storage_prefix();
             prop_assert!(a.storage_key().starts_with(&prefix));
             prop_assert_eq!(a.storage_key().cmp(&c.storage_key()), k1.cmp(&k2));
+        }
+
+        #[test]
+        fn buckets_of_a_type_and_only_they_share_its_prefix(
+            t in prop::collection::vec(any::<u8>(), 1..10),
+            other in prop::collection::vec(any::<u8>(), 1..10),
+            b in prop::collection::vec(any::<u8>(), 1..10)) {
+            let prefix = Bucket::type_prefix(&t);
+            prop_assert_eq!(prefix.len(), 2 + t.len());
+            prop_assert!(bkey(&t, &b, b"k").storage_key().starts_with(&prefix));
+            prop_assert_eq!(
+                bkey(&other, &b, b"k").storage_key().starts_with(&prefix),
+                other == t
+            );
         }
     }
 }

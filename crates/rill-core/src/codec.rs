@@ -380,6 +380,20 @@ mod tests {
     }
 
     #[test]
+    fn preallocation_is_bounded_by_the_input_not_the_claimed_count() {
+        let r = Reader::new(&[0; 10]);
+        assert_eq!(r.capacity_for(3, 2), 3, "a count that fits is taken as is");
+        assert_eq!(
+            r.capacity_for(1000, 2),
+            5,
+            "ten bytes hold at most five 2-byte items"
+        );
+        assert_eq!(r.capacity_for(u64::MAX, 3), 3);
+        assert_eq!(r.capacity_for(7, 0), 7, "a zero size counts as one byte");
+        assert_eq!(Reader::new(&[]).capacity_for(9, 1), 0);
+    }
+
+    #[test]
     fn every_truncation_is_an_error() {
         let raw = encode(&sample());
         assert_eq!(decode(&raw), Ok(sample()));

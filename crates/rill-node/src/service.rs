@@ -165,7 +165,10 @@ impl Node {
     /// cleanup) — while one that addresses it as a fallback is served here.
     fn served(&self, vnode: &VnodeRef) -> NodeResult<Served> {
         if vnode.partition >= self.ring_size() {
-            return Err(NodeError::BadRequest(format!("no partition {}", vnode.partition)));
+            return Err(NodeError::BadRequest(format!(
+                "no partition {}",
+                vnode.partition
+            )));
         }
         let view = self.view();
         let ours = view.holds(vnode.partition, self.name()) || !vnode.primary;

@@ -23,7 +23,9 @@
 //! - A failed journal write or flush *poisons* the database: every later write fails with
 //!   `Poisoned` until the process reopens it. We remember the kind of the first failure
 //!   (for instance [`ErrorKind::NoSpace`]) and report later poisoned writes with that kind, so
-//!   a full disk keeps being reported as a full disk.
+//!   a full disk keeps being reported as a full disk. A failed background flush or compaction
+//!   poisons it too, but its error only reaches fjall's log: then we ask the filesystem
+//!   (`statvfs`), and less free space than one memtable flush needs means the disk is full.
 //!
 //! # Settings, and fjall issue #288 (journals pinned by idle keyspaces)
 //!
@@ -125,7 +127,10 @@ impl FjallBackend {
         let keyspace_options = KeyspaceOptions {
             max_memtable_bytes: config.max_memtable_bytes.max(MIN_MEMTABLE_BYTES),
         };
-        let faults = Arc::new(Faults::default());
+        let faults = Arc::new(Faults::new(
+            filesystem_free_bytes(path),
+            keyspace_options.max_memtable_bytes,
+        ));
         let meta = Arc::new(FjallPartition {
             keyspace: db.keyspace(META_KEYSPACE, || keyspace_options.create())?,
             faults: faults.clone(),
@@ -275,12 +280,35 @@ impl KeyspaceOptions {
 }
 
 /// The kind of the first write failure, which poisoned the database.
-#[derive(Default)]
 struct Faults {
     first: Mutex<Option<ErrorKind>>,
+    /// Free bytes on the database's filesystem, where they can be known.
+    free_bytes: FreeBytes,
+    /// A background failure with less free space than this is put down to a full disk: a
+    /// flush needs room for about one memtable.
+    full_below: u64,
+}
+
+type FreeBytes = Box<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// Asks the filesystem holding `path` how many bytes are free for unprivileged writers.
+fn filesystem_free_bytes(path: &Path) -> FreeBytes {
+    let path = path.to_path_buf();
+    Box::new(move || {
+        let stat = rustix::fs::statvfs(&path).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    })
 }
 
 impl Faults {
+    fn new(free_bytes: FreeBytes, full_below: u64) -> Self {
+        Faults {
+            first: Mutex::new(None),
+            free_bytes,
+            full_below,
+        }
+    }
+
     /// Converts a write's result, remembering the first failure and reporting later
     /// `Poisoned` errors with its kind.
     fn check(&self, result: fjall::Result<()>) -> Result<(), StorageError> {
@@ -304,12 +332,27 @@ impl Faults {
                 Err(err)
             }
             // The engine was poisoned by a failure in its own background work (a flush or a
-            // compaction), whose error we never saw: most often a full disk.
-            (ErrorKind::Poisoned, None) => Err(StorageError::new(
-                ErrorKind::Poisoned,
-                "storage refuses writes after a background flush or compaction failed \
-                 (most often: the disk is full); free space and restart the node",
-            )),
+            // compaction), whose error only reached fjall's log. Most often the disk is full:
+            // ask the filesystem, so that the client is told so when it is.
+            (ErrorKind::Poisoned, None) => match (self.free_bytes)() {
+                Some(free) if free < self.full_below => {
+                    *first = Some(ErrorKind::NoSpace);
+                    let err = StorageError::new(
+                        ErrorKind::NoSpace,
+                        format!(
+                            "the disk is full ({free} bytes free): a background flush or \
+                             compaction failed; free space and restart the node"
+                        ),
+                    );
+                    tracing::error!(%err, "storage write failed; further writes are refused");
+                    Err(err)
+                }
+                _ => Err(StorageError::new(
+                    ErrorKind::Poisoned,
+                    "storage refuses writes after a background flush or compaction failed \
+                     (see the log); fix the cause and restart the node",
+                )),
+            },
             _ => Err(err),
         }
     }
@@ -389,9 +432,14 @@ mod tests {
         }
     }
 
+    /// Faults on a filesystem that reports `free` bytes, with a 1 MiB memtable.
+    fn faults(free: Option<u64>) -> Faults {
+        Faults::new(Box::new(move || free), 1 << 20)
+    }
+
     #[test]
     fn poisoned_writes_report_the_first_failure_kind() {
-        let faults = Faults::default();
+        let faults = faults(Some(u64::MAX));
         let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
         let err = faults
             .check(Err(fjall::Error::Io(full)))
@@ -406,11 +454,31 @@ mod tests {
     }
 
     #[test]
-    fn poisoned_without_a_known_cause_stays_poisoned() {
-        let faults = Faults::default();
-        let err = faults
-            .check(Err(fjall::Error::Poisoned))
-            .expect_err("fails");
-        assert_eq!(err.kind(), ErrorKind::Poisoned);
+    fn poisoned_without_a_known_cause_stays_poisoned_unless_the_disk_is_full() {
+        for free in [None, Some(1 << 20), Some(u64::MAX)] {
+            let err = faults(free)
+                .check(Err(fjall::Error::Poisoned))
+                .expect_err("fails");
+            assert_eq!(err.kind(), ErrorKind::Poisoned, "{free:?} bytes free");
+            assert!(err.message().contains("restart"), "{err}");
+        }
+        // Less free space than a flush needs: the background failure was the full disk, and
+        // every later refusal says so.
+        let faults = faults(Some((1 << 20) - 1));
+        for _ in 0..2 {
+            let err = faults
+                .check(Err(fjall::Error::Poisoned))
+                .expect_err("fails");
+            assert_eq!(err.kind(), ErrorKind::NoSpace);
+            assert!(err.message().contains("restart"), "{err}");
+        }
+    }
+
+    #[test]
+    fn free_bytes_come_from_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = filesystem_free_bytes(dir.path())().expect("statvfs works on a temp dir");
+        assert!(free > 0, "a temp dir has some room");
+        assert_eq!(filesystem_free_bytes(&dir.path().join("absent"))(), None);
     }
 }

@@ -328,6 +328,27 @@ fn drop_partition_removes_everything(h: &mut dyn Harness) {
     assert_eq!(backend.partitions().expect("list"), vec![6]);
 }
 
+/// Partitions 1, 2 and 3 with their values and the metadata entry, as
+/// `partitions_and_data_survive_restart` leaves them.
+fn assert_partitions_and_data(backend: &dyn Backend, when: &str) {
+    assert_eq!(backend.partitions().expect("list"), vec![1, 2, 3], "{when}");
+    for p in [1, 2, 3] {
+        let store = backend.open_partition(p).expect("open");
+        let expected = format!("p{p}");
+        assert_eq!(
+            store.get(b"k").expect("get").as_deref(),
+            Some(expected.as_bytes()),
+            "partition {p} {when}"
+        );
+    }
+    assert_eq!(
+        backend.metadata().get(b"vnode-id").expect("get").as_deref(),
+        Some(&b"42"[..]),
+        "{when}"
+    );
+}
+
+/// What was committed is there before a restart and, for a backend that keeps data, after it.
 fn partitions_and_data_survive_restart(h: &mut dyn Harness) {
     {
         let backend = h.backend();
@@ -341,24 +362,11 @@ fn partitions_and_data_survive_restart(h: &mut dyn Harness) {
             .expect("put meta");
         backend.drop_partition(4).expect("drop");
         block_on(backend.commit(Durability::Synced)).expect("commit");
+        assert_partitions_and_data(backend, "before the restart");
     }
-    if !h.restart() {
-        return;
+    if h.restart() {
+        assert_partitions_and_data(h.backend(), "after the restart");
     }
-    let backend = h.backend();
-    assert_eq!(backend.partitions().expect("list"), vec![1, 2, 3]);
-    for p in [1, 2, 3] {
-        let store = backend.open_partition(p).expect("open");
-        let expected = format!("p{p}");
-        assert_eq!(
-            store.get(b"k").expect("get").as_deref(),
-            Some(expected.as_bytes())
-        );
-    }
-    assert_eq!(
-        backend.metadata().get(b"vnode-id").expect("get").as_deref(),
-        Some(&b"42"[..])
-    );
 }
 
 fn commits_resolve(h: &mut dyn Harness) {

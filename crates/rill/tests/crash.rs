@@ -143,6 +143,7 @@ fn writes_acknowledged_before_a_kill_in_mid_stream_survive() {
     let writer = {
         let mut c = node.pb();
         let acked = acked.clone();
+        // Returns the write that the kill interrupted, or `None` if every write finished.
         std::thread::spawn(move || {
             for i in 0..OBJECTS * 10 {
                 match try_put(&mut c, i) {
@@ -154,20 +155,26 @@ fn writes_acknowledged_before_a_kill_in_mid_stream_survive() {
                     }
                     Ok(false) => panic!("write {i} refused"),
                     // The node was killed under us.
-                    Err(_) => return,
+                    Err(_) => return Some(i),
                 }
             }
+            None
         })
     };
     // Kill once a good part of the writes were acknowledged, with more in flight.
     halfway.recv().expect("half of the writes acknowledged");
     node.kill9();
-    writer.join().expect("writer thread");
+    let interrupted = writer.join().expect("writer thread");
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() < OBJECTS * 10,
-        "the kill interrupted the writes"
-    );
+    let Some(interrupted) = interrupted else {
+        panic!(
+            "all {} writes finished: the kill came too late",
+            OBJECTS * 10
+        )
+    };
+    // The writes were acknowledged in order up to the one the kill cut off.
+    assert!(interrupted >= OBJECTS / 2, "killed at {interrupted}");
+    assert_eq!(acked, (0..interrupted).collect::<Vec<_>>());
 
     let restarted = TestNode::start_in(&node.data_dir, &[]);
     let found = count_found(&mut restarted.pb(), &acked);

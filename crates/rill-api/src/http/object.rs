@@ -612,38 +612,93 @@ mod tests {
         assert!(cs.is_none());
     }
 
+    fn link(bucket: &str, key: &str, tag: &str) -> Link {
+        Link {
+            bucket: Bytes::copy_from_slice(bucket.as_bytes()),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            tag: Bytes::copy_from_slice(tag.as_bytes()),
+        }
+    }
+
     #[test]
     fn links_parse_from_all_url_families() {
         let mut h = HeaderMap::new();
         h.append(
             header::LINK,
             HeaderValue::from_static(
-                "</riak/b>; rel=\"up\", </riak/b1/k1>; riaktag=\"t1\", </buckets/b2/keys/k%202>; riaktag=\"t2\"",
+                "</riak/b>; rel=\"up\", </riak/b1/k1>; riaktag=\"t1\", \
+                 </buckets/b2/keys/k%202>; riaktag=\"t2\"",
             ),
         );
-        let links = links_from(&h).unwrap();
-        assert_eq!(links.len(), 2);
-        assert_eq!(links[1].key.as_ref(), b"k 2");
-        assert_eq!(links[0].tag.as_ref(), b"t1");
-        h.insert(
+        h.append(
             header::LINK,
-            HeaderValue::from_static("garbage; riaktag=\"x\""),
+            HeaderValue::from_static(
+                "</types/ty/buckets/b%2F3/keys/k3>; riaktag=t%203, </buckets/b4/keys/k4>; rel=\"x\"",
+            ),
         );
-        assert!(links_from(&h).is_err());
+        assert_eq!(
+            links_from(&h).unwrap(),
+            [
+                link("b1", "k1", "t1"),
+                link("b2", "k 2", "t2"),
+                link("b/3", "k3", "t 3"),
+            ],
+            "bucket, key and tag of each family; links without a riaktag are skipped"
+        );
+        for bad in [
+            "garbage; riaktag=\"x\"",
+            "</riak/b/k/extra>; riaktag=\"x\"",
+            "</buckets/b/k>; riaktag=\"x\"",
+            "<riak/b/k; riaktag=\"x\"",
+        ] {
+            h.insert(header::LINK, HeaderValue::from_static(bad));
+            assert!(links_from(&h).is_err(), "{bad}");
+        }
+    }
+
+    fn assert_bad_request<T: std::fmt::Debug>(r: Result<T, HttpError>, message: &str) {
+        match r {
+            Err(HttpError::Status(StatusCode::BAD_REQUEST, m)) => assert_eq!(m, message),
+            other => panic!("expected 400 {message:?}, got {other:?}"),
+        }
+    }
+
+    fn index(field: &str, value: &str) -> (Bytes, Bytes) {
+        (
+            Bytes::copy_from_slice(field.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        )
     }
 
     #[test]
-    fn indexes_validate_integer_fields() {
+    fn indexes_are_sorted_de_duplicated_and_validated() {
         let mut h = HeaderMap::new();
-        h.insert("x-riak-index-age_int", HeaderValue::from_static("42, 7"));
-        h.insert("x-riak-index-name_bin", HeaderValue::from_static("bob"));
-        let idx = indexes_from(&h).unwrap();
-        assert_eq!(idx.len(), 3);
+        h.insert(
+            "x-riak-index-age_int",
+            HeaderValue::from_static("42, 7, 42,,"),
+        );
+        h.append("x-riak-index-age_int", HeaderValue::from_static("7"));
+        h.insert("x-riak-index-name_bin", HeaderValue::from_static("bob, al"));
+        assert_eq!(
+            indexes_from(&h).unwrap(),
+            [
+                index("age_int", "42"),
+                index("age_int", "7"),
+                index("name_bin", "al"),
+                index("name_bin", "bob"),
+            ]
+        );
         h.insert("x-riak-index-age_int", HeaderValue::from_static("old"));
-        assert!(indexes_from(&h).is_err());
+        assert_bad_request(
+            indexes_from(&h),
+            "Could not parse index fields: age_int value old is not an integer",
+        );
         let mut h = HeaderMap::new();
         h.insert("x-riak-index-nosuffix", HeaderValue::from_static("1"));
-        assert!(indexes_from(&h).is_err());
+        assert_bad_request(
+            indexes_from(&h),
+            "Could not parse index fields: nosuffix must end in _bin or _int",
+        );
     }
 
     #[test]

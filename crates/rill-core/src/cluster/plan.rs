@@ -314,8 +314,12 @@ pub fn commit(state: &mut ClusterState, plan: &Plan, me: &NodeName) -> Result<()
     Ok(())
 }
 
-/// The claimant's routine work: a leaving member that owns nothing and has nothing left to
-/// hand off has exited; an exited member is removed. Returns whether the state changed.
+/// The claimant's routine work: a member that has exited (it marks itself so once it has
+/// handed everything off) and owns nothing is removed. Returns whether the state changed.
+///
+/// A leaving member is never removed here, even when it owns nothing: it is still running and
+/// stops on its own once it sees itself exiting; removing it first would make it start over
+/// instead of stopping.
 pub fn claimant_duties(state: &mut ClusterState, me: &NodeName) -> bool {
     if state.claimant() != me {
         return false;
@@ -324,7 +328,7 @@ pub fn claimant_duties(state: &mut ClusterState, me: &NodeName) -> bool {
     let done: Vec<NodeName> = state
         .active_members()
         .filter(|(n, m)| {
-            matches!(m.status, Status::Leaving | Status::Exiting)
+            m.status == Status::Exiting
                 && state.partitions_of(n).is_empty()
                 && !pending.iter().any(|t| &t.from == *n || &t.to == *n)
         })
@@ -436,6 +440,11 @@ mod tests {
         assert!(!claimant_duties(&mut s, &name(0)), "still owns partitions");
         finish(&mut s);
         assert!(s.partitions_of(&name(3)).is_empty());
+        assert!(
+            !claimant_duties(&mut s, &name(0)),
+            "leaving, not yet exited"
+        );
+        s.set_status(&name(3), Status::Exiting, &name(3));
         assert!(
             !claimant_duties(&mut s, &name(1)),
             "only the claimant retires"
@@ -572,6 +581,9 @@ mod tests {
                 let p = plan(&s, change.as_slice(), &claimant, 4).unwrap();
                 commit(&mut s, &p, &claimant).unwrap();
                 finish(&mut s);
+                if let Some(Change::Leave(n)) = &change {
+                    s.set_status(n, Status::Exiting, n);
+                }
                 claimant_duties(&mut s, &claimant);
                 let after: Vec<NodeName> = s.active_members().map(|(n, _)| n.clone()).collect();
                 // Balanced: every member within one partition of its share.

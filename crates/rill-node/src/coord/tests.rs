@@ -71,14 +71,21 @@ fn replicas(node: &Node, bkey: &BKey) -> Vec<std::sync::Arc<crate::vnode::Vnode>
         .collect()
 }
 
+/// Waits (a few seconds at most) for `check` to hold.
 async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
         if check() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    false
+    check()
+}
+
+/// Whether no replica holds `k` any more, not even as a tombstone.
+fn gone(reps: &[std::sync::Arc<crate::vnode::Vnode>], k: &BKey) -> bool {
+    reps.iter().all(|v| v.get(k).unwrap().is_none())
 }
 
 #[tokio::test]
@@ -236,7 +243,7 @@ async fn immediate_delete_mode_reaps_every_replica() {
         DeleteOutcome::Deleted
     );
     let reps = replicas(&node, &k);
-    assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+    assert!(eventually(|| gone(&reps, &k)).await);
     assert_eq!(node.stats().tombstones_reaped.get(), 3);
     assert_eq!(
         node.delete(&k, &DeleteOptions::default()).await.unwrap(),
@@ -269,19 +276,85 @@ async fn keep_delete_mode_keeps_tombstones_and_returns_their_clock() {
 }
 
 #[tokio::test]
+async fn delayed_delete_mode_keeps_the_tombstone_for_the_delay_then_reaps_it() {
+    // The default mode is a delay (3 s); a shorter one keeps the test quick.
+    assert!(matches!(
+        NodeConfig::default().delete_mode,
+        DeleteMode::After(d) if d == Duration::from_secs(3)
+    ));
+    let delay = Duration::from_millis(400);
+    let node = node_with(|c| c.delete_mode = DeleteMode::After(delay));
+    let k = bkey("b", "k");
+    put(&node, &k, "v", VClock::new()).await;
+    let deleted_at = tokio::time::Instant::now();
+    assert_eq!(
+        node.delete(&k, &DeleteOptions::default()).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    let reps = replicas(&node, &k);
+    let all_tombstones = reps
+        .iter()
+        .all(|v| v.get(&k).unwrap().is_some_and(|o| o.is_tombstone()));
+    // Only meaningful while the delay has not passed (a stalled test machine could overrun it).
+    if deleted_at.elapsed() < delay {
+        assert!(
+            all_tombstones,
+            "the tombstone is kept until the delay passes"
+        );
+        assert_eq!(node.stats().tombstones_reaped.get(), 0);
+    }
+    assert!(
+        eventually(|| gone(&reps, &k)).await,
+        "the tombstone is reaped once the delay has passed"
+    );
+    assert!(deleted_at.elapsed() >= delay, "not before the delay");
+    assert_eq!(node.stats().tombstones_reaped.get(), 3);
+    assert!(matches!(
+        node.get(
+            &k,
+            &GetOptions {
+                deleted_vclock: true,
+                ..GetOptions::default()
+            }
+        )
+        .await
+        .unwrap(),
+        GetResponse::NotFound { tombstone: None }
+    ));
+}
+
+#[tokio::test]
 async fn a_write_racing_the_reaper_survives() {
     let node = node_with(|c| c.delete_mode = DeleteMode::After(Duration::from_millis(100)));
     let k = bkey("b", "k");
+    // A key deleted at the same time and left alone: its reap proves the reaper ran.
+    let control = bkey("b", "control");
     put(&node, &k, "v", VClock::new()).await;
+    put(&node, &control, "v", VClock::new()).await;
     node.delete(&k, &DeleteOptions::default()).await.unwrap();
+    node.delete(&control, &DeleteOptions::default())
+        .await
+        .unwrap();
     // Write again before the reaper runs: the tombstone it saw is gone, so it removes nothing.
     put(&node, &k, "back", VClock::new()).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let control_reps = replicas(&node, &control);
+    assert!(
+        eventually(|| gone(&control_reps, &control)).await,
+        "the reaper ran"
+    );
     let GetResponse::Found(obj) = get(&node, &k).await else {
         panic!("resurrected write lost")
     };
+    assert_eq!(obj.contents.len(), 1);
     assert_eq!(obj.contents[0].value, "back");
-    assert_eq!(node.stats().tombstones_reaped.get(), 0);
+    assert_eq!(
+        node.stats().tombstones_reaped.get(),
+        3,
+        "only the control's three replicas were reaped"
+    );
+    for v in replicas(&node, &k) {
+        assert!(!v.get(&k).unwrap().unwrap().is_tombstone());
+    }
 }
 
 #[tokio::test]
@@ -380,7 +453,7 @@ async fn the_object_cache_is_optional_and_changes_no_answer() {
         assert_eq!(obj.contents[0].value, "v2");
         node.delete(&k, &DeleteOptions::default()).await.unwrap();
         let reps = replicas(&node, &k);
-        assert!(eventually(|| reps.iter().all(|v| v.get(&k).unwrap().is_none())).await);
+        assert!(eventually(|| gone(&reps, &k)).await);
         assert!(matches!(
             get(&node, &k).await,
             GetResponse::NotFound { tombstone: None }
