@@ -80,7 +80,7 @@ impl Node {
         };
         let on_disk = backend.partitions()?.len();
         let ring = load_ring(backend.metadata().as_ref(), &config, &name)?;
-        let metadata = Metadata::load(backend.metadata(), name.clone())?;
+        let metadata = Metadata::load(backend.metadata(), name.clone(), ring.size())?;
         let meta_store = backend.metadata();
         let cache = Arc::new(ObjectCache::new(config.object_cache_bytes));
         let mut vnodes = Vec::with_capacity(ring.size() as usize);

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,6 +20,8 @@ pub struct TestNode {
     pub http: SocketAddr,
     pub pb: SocketAddr,
     pub data_dir: PathBuf,
+    /// Every line the node has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -55,9 +57,12 @@ impl TestNode {
         let mut child = cmd.spawn().expect("spawning rill");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_in = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log_in.lock().unwrap().push(line.clone());
                 if !sent && line.contains("listening") {
                     let _ = tx.send(line.clone());
                     sent = true;
@@ -75,8 +80,15 @@ impl TestNode {
             http: field(&line, "http="),
             pb: field(&line, "pb="),
             data_dir: dir.to_path_buf(),
+            log,
             _tmp: None,
         }
+    }
+
+    /// The lines the node has logged so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     pub fn url(&self, path: &str) -> String {
