@@ -1502,17 +1502,6 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(missing.content.is_empty());
 }
 
-/// The node's peak resident memory in KiB (`VmHWM`).
-#[cfg(target_os = "linux")]
-fn peak_rss_kib(node: &TestNode) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
@@ -1520,7 +1509,8 @@ fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
     let mut c = node.pb();
     let big = "x".repeat(1 << 20);
     put(&mut c, put_req("b", "big", &big));
-    let before = peak_rss_kib(&node);
+    let before = common::rss_kib(node.child.id());
+    let peak = common::PeakRss::start(node.child.id());
     // 300 reads of 1 MiB arrive in one write: 300 MiB of replies if they were all held.
     let reqs: Vec<Request> = (0..300)
         .map(|_| Request::Get(get_req("b", "big")))
@@ -1532,7 +1522,7 @@ fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
             1 << 20
         );
     }
-    let grown_mib = (peak_rss_kib(&node) - before) / 1024;
+    let grown_mib = peak.finish().saturating_sub(before) / 1024;
     assert!(
         grown_mib < 64,
         "the node's peak memory grew by {grown_mib} MiB"

@@ -34,6 +34,7 @@ pub(crate) fn stats(api: &Api) -> Response {
     m.insert("storage_backend".into(), node.backend_name().into());
     node.stats().report(&mut m);
     node.memory_report(&mut m);
+    api.config.clients.report(&mut m);
     respond(
         StatusCode::OK,
         "application/json",

@@ -242,3 +242,43 @@ impl PbClient {
         reqs.iter().map(|_| self.recv()).collect()
     }
 }
+
+/// A process's resident memory in KiB (`VmRSS`, Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The highest resident memory of a process while it runs, sampled every few milliseconds.
+/// (`VmHWM` is no substitute: memory the allocator hands back with `madvise` lowers the RSS
+/// without the kernel recording the peak first, so `VmHWM` can even appear to fall.)
+pub struct PeakRss {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    pub fn start(pid: u32) -> PeakRss {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(rss_kib(pid))
+        });
+        PeakRss { stop, sampler }
+    }
+
+    /// Stops sampling; the peak in KiB.
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().expect("sampler")
+    }
+}
