@@ -1,17 +1,18 @@
 //! A listener's limit on open client connections, and the clean refusal of one past it.
 //!
-//! Each accepted connection takes a [`ConnectionPermit`] for as long as it stays open; when
-//! none is left the listener answers the newcomer with its protocol's "too many connections"
-//! message through [`refuse`] instead of serving it. Open connections and refusals are counted
+//! [`ConnectionLimit::accept`] gives each accepted connection a [`ConnectionPermit`] for as
+//! long as it stays open; when none is left it answers the newcomer with the listener's "too
+//! many connections" message and closes it instead. Open connections and refusals are counted
 //! for `/stats`. Protocol-free, so every listener (HTTP, PB, later the internode one) uses it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a refused client gets to read the refusal before its socket is closed.
@@ -49,6 +50,31 @@ impl ConnectionLimit {
         }
     }
 
+    /// The next connection on `listener` that the limit admits, with its slot. Connections
+    /// past the limit are sent `refusal` and closed; failed accepts (out of descriptors and
+    /// the like) are waited out rather than spun on. Cancel-safe.
+    pub async fn accept(
+        &self,
+        listener: &TcpListener,
+        refusal: &Bytes,
+    ) -> (TcpStream, SocketAddr, ConnectionPermit) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => match self.admit() {
+                    Some(slot) => return (stream, peer, slot),
+                    None => {
+                        tracing::debug!(%peer, "connection refused: too many connections");
+                        refuse(stream, refusal.clone());
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     /// A slot for a newly accepted connection, or `None` (counted) when all are taken.
     pub fn admit(&self) -> Option<ConnectionPermit> {
         match self.inner.slots.clone().try_acquire_owned() {
@@ -82,11 +108,11 @@ impl ConnectionLimit {
     }
 }
 
-/// Sends `message` to a client that was not admitted and closes the connection. The client's
-/// first request is read (up to a little) and thrown away, so the close does not reset the
-/// connection before the client has read the refusal. Runs in its own task: never blocks the
-/// accept loop.
-pub fn refuse(mut stream: TcpStream, message: Bytes) {
+/// Sends `message` to a client that was not admitted and closes the connection. What the
+/// client sends meanwhile is read and thrown away (for a moment), so the close does not reset
+/// the connection before the client has read the refusal. Runs in its own task: never blocks
+/// the accept loop.
+fn refuse(mut stream: TcpStream, message: Bytes) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(REFUSAL_LINGER, async {
             stream.write_all(&message).await?;

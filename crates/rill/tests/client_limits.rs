@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{PbClient, PeakRss, TestNode, http, rss_kib};
+use common::{PbClient, PeakRss, TestNode, b, get_req, http, put_req, rss_kib};
 use prost::Message;
 use rill_api::pb::riak::*;
 use rill_api::pb::{MessageCode, Request};
@@ -20,14 +20,7 @@ use serde_json::Value;
 const DECLARED: usize = 50_000_000;
 
 fn stats(node: &TestNode) -> Value {
-    let text = http()
-        .get(&node.url("/stats"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
+    node.get_json("/stats")
 }
 
 fn stat(node: &TestNode, name: &str) -> u64 {
@@ -105,32 +98,14 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
 fn pb_put(bucket: &str, key: &str, value: Bytes) -> Request {
-    Request::Put(RpbPutReq {
-        bucket: b(bucket),
-        key: Some(b(key)),
-        content: RpbContent {
-            value,
-            content_type: Some(b("application/octet-stream")),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
+    let mut req = put_req(bucket, key, "");
+    req.content.value = value;
+    Request::Put(req)
 }
 
 fn pb_get(c: &mut PbClient, bucket: &str, key: &str) -> RpbGetResp {
-    c.call(
-        &Request::Get(RpbGetReq {
-            bucket: b(bucket),
-            key: b(key),
-            ..Default::default()
-        }),
-        MessageCode::GetResp,
-    )
+    c.call(&Request::Get(get_req(bucket, key)), MessageCode::GetResp)
 }
 
 /// Ordinary clients on their own connections are answered promptly.

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{PbClient, TestNode, http};
+use common::{PbClient, TestNode, b, get_req, http, put_req};
 use prost::Message;
 use rill_api::pb::MessageCode;
 use rill_api::pb::Request;
@@ -23,33 +23,8 @@ const DEFAULT: u32 = 4_294_967_291;
 
 const NODE_NAME: &str = "rill@127.0.0.1";
 
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
 fn text(b: &Bytes) -> &str {
     std::str::from_utf8(b).expect("UTF-8")
-}
-
-fn put_req(bucket: &str, key: &str, value: &str) -> RpbPutReq {
-    RpbPutReq {
-        bucket: b(bucket),
-        key: Some(b(key)),
-        content: RpbContent {
-            value: b(value),
-            content_type: Some(b("text/plain")),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn get_req(bucket: &str, key: &str) -> RpbGetReq {
-    RpbGetReq {
-        bucket: b(bucket),
-        key: b(key),
-        ..Default::default()
-    }
 }
 
 fn put(c: &mut PbClient, req: RpbPutReq) -> RpbPutResp {

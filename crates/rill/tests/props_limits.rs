@@ -9,17 +9,12 @@ mod common;
 
 use std::process::Command;
 
-use bytes::Bytes;
-use common::{PbClient, TestNode, http};
+use common::{PbClient, TestNode, b, get_req, http, put_req};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rill_api::pb::riak::*;
 use rill_api::pb::{MessageCode, Request};
 use serde_json::{Value, json};
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
 
 fn status_and_body(resp: ureq::http::Response<ureq::Body>) -> (u16, String) {
     let s = resp.status().as_u16();
@@ -51,24 +46,7 @@ fn put_props(node: &TestNode, path: &str, props: &Value) -> (u16, String) {
 }
 
 fn pb_get(bucket: &str, key: &str) -> Request {
-    Request::Get(RpbGetReq {
-        bucket: b(bucket),
-        key: b(key),
-        ..Default::default()
-    })
-}
-
-fn pb_put(bucket: &str, key: &str, value: &str) -> RpbPutReq {
-    RpbPutReq {
-        bucket: b(bucket),
-        key: Some(b(key)),
-        content: RpbContent {
-            value: b(value),
-            content_type: Some(b("text/plain")),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    Request::Get(get_req(bucket, key))
 }
 
 fn admin(node: &TestNode, args: &[&str]) -> (bool, String) {
@@ -252,7 +230,7 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("-value unsatisfied"), "{body}");
     set_failpoint(&node, "vnode-replica-put", "2*return");
-    let err = c.call_err(&Request::Put(pb_put("b", "k", "w")));
+    let err = c.call_err(&Request::Put(put_req("b", "k", "w")));
     assert!(err.contains("-value unsatisfied"), "{err}");
 
     // pw: every primary must take the write, one refuses.
@@ -263,7 +241,7 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     set_failpoint(&node, "vnode-replica-put", "1*return");
     let err = c.call_err(&Request::Put(RpbPutReq {
         pw: Some(3),
-        ..pb_put("b", "k", "w")
+        ..put_req("b", "k", "w")
     }));
     assert!(err.contains("-value unsatisfied"), "{err}");
 
@@ -273,7 +251,7 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("vnode-coordinate-put"), "{body}");
     set_failpoint(&node, "vnode-coordinate-put", "1*return");
-    let err = c.call_err(&Request::Put(pb_put("b", "k", "w")));
+    let err = c.call_err(&Request::Put(put_req("b", "k", "w")));
     assert!(err.contains("vnode-coordinate-put"), "{err}");
 
     // n_val_violation: a request asking for more replies than the bucket has replicas.
@@ -540,7 +518,7 @@ fn run_op(node: &TestNode, c: &mut PbClient, btype: &str, op: &Op) -> Result<(),
                     pw: *pw,
                     n_val: *n_val,
                     r#type: Some(b(btype)),
-                    ..pb_put("b", "k", "v")
+                    ..put_req("b", "k", "v")
                 }),
                 MessageCode::PutResp,
             );

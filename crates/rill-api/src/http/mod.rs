@@ -34,7 +34,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::client_limits::ClientLimits;
-use crate::connections;
 
 use route::{BucketRef, Resource};
 
@@ -85,21 +84,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait a moment rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(slot) = limit.admit() else {
-                    tracing::debug!(%peer, "HTTP connection refused: too many connections");
-                    connections::refuse(stream, refusal.clone());
-                    continue;
-                };
+            (stream, peer, slot) = limit.accept(&listener, &refusal) => {
                 let api = api.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {

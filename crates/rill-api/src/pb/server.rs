@@ -39,7 +39,6 @@ use super::riak::*;
 use crate::RIAK_API_VERSION;
 use crate::budget::{BudgetError, BudgetedBuf};
 use crate::client_limits::{ClientLimits, REQUEST_FREE_BYTES};
-use crate::connections;
 
 /// Replies buffered beyond this many bytes are written even while further requests wait, so a
 /// client pipelining many reads of large objects never makes the server hold every reply.
@@ -86,21 +85,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait a moment rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(slot) = config.clients.pb.admit() else {
-                    tracing::debug!(%peer, "PB connection refused: too many connections");
-                    connections::refuse(stream, refusal.clone());
-                    continue;
-                };
+            (stream, peer, slot) = config.clients.pb.accept(&listener, &refusal) => {
                 let node = node.clone();
                 let config = config.clone();
                 tokio::spawn(async move {

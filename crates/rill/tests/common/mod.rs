@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
+use rill_api::pb::riak::{RpbContent, RpbGetReq, RpbPutReq};
 use rill_api::pb::{MessageCode, Request};
 
 /// A running node; killed when dropped.
@@ -280,5 +281,45 @@ impl PeakRss {
     pub fn finish(self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.sampler.join().expect("sampler")
+    }
+}
+
+pub fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// An `RpbPutReq` of a text value.
+pub fn put_req(bucket: &str, key: &str, value: &str) -> RpbPutReq {
+    RpbPutReq {
+        bucket: b(bucket),
+        key: Some(b(key)),
+        content: RpbContent {
+            value: b(value),
+            content_type: Some(b("text/plain")),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+pub fn get_req(bucket: &str, key: &str) -> RpbGetReq {
+    RpbGetReq {
+        bucket: b(bucket),
+        key: b(key),
+        ..Default::default()
+    }
+}
+
+impl TestNode {
+    /// `GET path` answered with JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let text = http()
+            .get(&self.url(path))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 }
