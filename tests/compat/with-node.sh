@@ -12,7 +12,7 @@ http_port="$(free_port)"
 pb_port="$(free_port)"
 data="$(mktemp -d)"
 log="$data/node.log"
-"$rill" start --http "127.0.0.1:$http_port" --pb "127.0.0.1:$pb_port" --data-dir "$data/data" >"$log" 2>&1 &
+"$rill" start --http "127.0.0.1:$http_port" --pb "127.0.0.1:$pb_port" --internode 127.0.0.1:0 --data-dir "$data/data" >"$log" 2>&1 &
 node_pid=$!
 cleanup() {
     kill "$node_pid" 2>/dev/null || true

@@ -8,6 +8,7 @@
 //! deterministic cluster simulator.
 
 pub mod bkey;
+pub mod cluster;
 pub mod codec;
 pub mod fsm;
 pub mod merge;

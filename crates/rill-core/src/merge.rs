@@ -26,7 +26,7 @@ use crate::object::{Content, RiakObject};
 use crate::vclock::{Actor, Dot, VClock};
 
 /// The bucket properties that steer merging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MergeOptions {
     /// Keep concurrent writes as siblings; when false only the newest sibling is kept.
     pub allow_mult: bool,

@@ -145,7 +145,7 @@ pub enum LimitWarning {
 }
 
 /// A limit was exceeded: the write must be refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum LimitError {
     #[error("too many siblings: {count} (max {max})")]
     TooManySiblings { count: usize, max: usize },

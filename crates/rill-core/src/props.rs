@@ -87,7 +87,7 @@ impl fmt::Display for QuorumParam {
 }
 
 /// Why a quorum value was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum QuorumError {
     #[error("invalid quorum value {0:?}: expected one, quorum, all, default or an integer")]
     Invalid(String),
@@ -343,7 +343,7 @@ pub struct PropError {
 }
 
 /// Every property of a request that was refused (Riak reports them all at once).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{}", self.describe())]
 pub struct PropsError {
     pub errors: Vec<PropError>,

@@ -2,6 +2,7 @@
 //!
 //! The binary fills this from its TOML file, flags and environment; tests build it directly.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +51,25 @@ pub struct NodeConfig {
     pub delete_mode: DeleteMode,
     /// Default timeout of a client request when it names none (Riak: 60 s).
     pub request_timeout: Duration,
+    /// The internode address this node listens on and announces to its peers.
+    pub internode_addr: SocketAddr,
+    /// The secret shared by the nodes of the cluster (none: loopback-only clusters).
+    pub cluster_secret: Option<Vec<u8>>,
+    /// Ownership transfers this node sends at once (Riak's `transfer-limit`, default 2).
+    pub transfer_limit: usize,
+    /// Handoff bandwidth per transfer, bytes per second (0: unlimited).
+    pub handoff_rate: u64,
+    /// Consecutive partitions the claim keeps on distinct nodes when it can (Riak: 4).
+    pub target_n_val: u32,
+    /// How long a replica request to a peer may take before it counts as failed.
+    pub internode_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// Largest internode frame: an object at the size limit plus its envelope.
+    pub fn internode_max_frame(&self) -> usize {
+        self.limits.size_max + 2 * 1024 * 1024
+    }
 }
 
 impl Default for NodeConfig {
@@ -66,6 +86,12 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             delete_mode: DeleteMode::After(Duration::from_secs(3)),
             request_timeout: Duration::from_secs(60),
+            internode_addr: SocketAddr::from(([127, 0, 0, 1], 8099)),
+            cluster_secret: None,
+            transfer_limit: 2,
+            handoff_rate: 0,
+            target_n_val: 4,
+            internode_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -12,7 +12,7 @@ use rill_storage::StorageError;
 /// Result alias for node operations.
 pub type NodeResult<T> = Result<T, NodeError>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum NodeError {
     /// The request names a bucket type that does not exist.
     #[error("Unknown bucket type: {0}")]
@@ -62,6 +62,9 @@ pub enum NodeError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,
+    /// A peer the request needed could not be reached, or failed mid-request.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl NodeError {
@@ -85,6 +88,7 @@ impl NodeError {
             NodeError::Timeout => "timeout",
             NodeError::Config(_) => "config",
             NodeError::ShuttingDown => "shutting_down",
+            NodeError::Unreachable(_) => "unreachable",
         }
     }
 }

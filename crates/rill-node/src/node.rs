@@ -1,27 +1,38 @@
-//! The node: the ring, its vnodes, the bucket metadata and the statistics, and the entry points
-//! the protocol layers call (`get`, `put`, `delete`, listing, properties).
+//! The node: its vnodes, its view of the cluster, the bucket metadata and the statistics, and
+//! the entry points the protocol layers call (`get`, `put`, `delete`, listing, properties).
 //!
 //! A request's path: the protocol layer builds a [`crate::request`] value and calls the node; the
 //! coordinator for that operation (in [`crate::coord`]) resolves the bucket's properties and the
-//! request's quorums, computes the preference list from the ring, addresses each replica through
-//! [`Node::replica`], feeds the replies into the pure quorum state machine from `rill_core::fsm`,
-//! and answers as soon as the machine decides. Replicas are reached through one seam
-//! ([`Replica`]), so that when clustering arrives a remote vnode is addressed exactly like a
-//! local one.
+//! request's quorums, computes the preference list from the current ring and the failure
+//! detector, addresses each replica through [`Node::replica`] — a local vnode, or a vnode on
+//! another node reached over the internode transport — feeds the replies into the pure quorum
+//! state machine from `rill_core::fsm`, and answers as soon as the machine decides. There is one
+//! code path: a single node is a cluster of one, whose replicas are all local.
+//!
+//! The ring is not fixed: it is derived from the cluster state ([`crate::cluster`]), which gossip
+//! and commits change at run time. Each request reads the current view once (a lock-free load)
+//! and keeps it to the end, so nothing caches an old ring past one request.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
 use rill_core::bkey::BKey;
+use rill_core::cluster::ClusterState;
 use rill_core::object::RiakObject;
 use rill_core::ring::{NodeName, PartitionId, PreflistEntry, Ring};
-use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, MemoryBackend, PartitionStore};
-use tokio::sync::watch;
+use rill_net::{Auth, Net, Peers, PeersConfig, TokioNet};
+use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, MemoryBackend};
+use tokio::sync::{mpsc, watch};
 
+use crate::cluster::{self, Liveness, View};
 use crate::config::{BackendKind, NodeConfig};
 use crate::error::{NodeError, NodeResult};
+use crate::handoff::Transfers;
 use crate::metadata::Metadata;
 use crate::object_cache::ObjectCache;
+use crate::service::NodeService;
 use crate::stats::Stats;
 use crate::vnode::Vnode;
 
@@ -34,19 +45,35 @@ pub struct Node {
 pub(crate) struct Inner {
     pub(crate) config: NodeConfig,
     pub(crate) name: NodeName,
-    pub(crate) ring: Ring,
+    pub(crate) net: Arc<dyn Net>,
     pub(crate) backend: Arc<dyn Backend>,
-    /// Vnodes of the partitions this node holds, indexed by partition id.
-    pub(crate) vnodes: Vec<Option<Arc<Vnode>>>,
+    /// The cluster as this node sees it; swapped whole on every change.
+    pub(crate) view: ArcSwap<View>,
+    /// Serialises changes to the cluster state (reads never wait for it).
+    pub(crate) view_lock: Mutex<()>,
+    /// Ticks on every change of the view, for the workers.
+    pub(crate) view_changed: watch::Sender<u64>,
+    /// Vnodes of the partitions held here, indexed by partition id.
+    pub(crate) vnodes: RwLock<Vec<Option<Arc<Vnode>>>>,
     pub(crate) metadata: Metadata,
+    /// Local metadata changes waiting for the gossip worker to broadcast them.
+    pub(crate) metadata_changes: Mutex<Option<mpsc::UnboundedReceiver<crate::metadata::Entry>>>,
     pub(crate) cache: Arc<ObjectCache>,
     pub(crate) stats: Stats,
+    pub(crate) peers: Peers,
+    pub(crate) liveness: Liveness,
+    pub(crate) transfers: Transfers,
+    pub(crate) staging: Mutex<cluster::Staging>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Set when the node decides to stop by itself (it left the cluster), with the reason.
+    pub(crate) exit: watch::Sender<Option<String>>,
 }
 
-/// How a coordinator reaches one replica of a preference list.
-pub(crate) enum Replica<'a> {
-    Local(&'a Vnode),
+/// How a coordinator reaches one replica of a preference list: a vnode here, or the node
+/// that serves it.
+pub(crate) enum Replica {
+    Local(Arc<Vnode>),
+    Remote(NodeName),
 }
 
 /// What a node found in its data directory when it started.
@@ -54,11 +81,19 @@ pub(crate) enum Replica<'a> {
 pub struct StartupReport {
     pub partitions_on_disk: usize,
     pub objects_estimate: u64,
+    pub cluster_members: usize,
 }
 
 impl Node {
-    /// Opens the backend, the metadata and one vnode per partition this node owns.
+    /// Opens the node on the real network, clock and randomness.
     pub fn start(config: NodeConfig) -> NodeResult<(Node, StartupReport)> {
+        Node::start_with(config, Arc::new(TokioNet))
+    }
+
+    /// Opens the backend, the metadata, the cluster state and the vnodes of the partitions
+    /// this node holds, with every socket, clock read and random choice going through `net`.
+    /// Internode traffic starts with [`Node::serve_internode`].
+    pub fn start_with(config: NodeConfig, net: Arc<dyn Net>) -> NodeResult<(Node, StartupReport)> {
         let name = NodeName::from(config.name.as_str());
         // Every held partition has a memtable; together they get the write-buffer budget.
         let held = config.ring_size.max(1) as u64;
@@ -78,40 +113,75 @@ impl Node {
             )?),
             BackendKind::Memory => Arc::new(MemoryBackend::default()),
         };
-        let on_disk = backend.partitions()?.len();
-        let ring = load_ring(backend.metadata().as_ref(), &config, &name)?;
-        let metadata = Metadata::load(backend.metadata(), name.clone(), ring.size())?;
+        let on_disk = backend.partitions()?;
         let meta_store = backend.metadata();
+        let state = cluster::load_state(meta_store.as_ref(), &config, &name, &*net)?;
+        let (meta_tx, meta_rx) = mpsc::unbounded_channel();
+        let metadata = Metadata::load(
+            meta_store.clone(),
+            name.clone(),
+            net.clone(),
+            meta_tx,
+            config.ring_size,
+        )?;
         let cache = Arc::new(ObjectCache::new(config.object_cache_bytes));
-        let mut vnodes = Vec::with_capacity(ring.size() as usize);
-        let mut objects = 0;
-        for p in 0..ring.size() {
-            if ring.owner(p) != Some(&name) {
-                vnodes.push(None);
-                continue;
-            }
-            let store = backend.open_partition(p)?;
-            objects += store.approximate_len();
-            let vnode = Vnode::open(p, store, cache.clone(), meta_store.as_ref(), rand::random)?;
-            vnodes.push(Some(Arc::new(vnode)));
-        }
-        let (shutdown, _) = watch::channel(false);
-        let node = Node {
-            inner: Arc::new(Inner {
-                config,
-                name,
-                ring,
-                backend,
-                vnodes,
-                metadata,
-                cache,
-                stats: Stats::default(),
-                shutdown,
-            }),
+        let auth = match &config.cluster_secret {
+            Some(s) => Auth::new(s),
+            None => Auth::none(),
         };
+        let peers_config = PeersConfig {
+            mux: rill_net::mux::MuxConfig {
+                max_frame: config.internode_max_frame(),
+                ..rill_net::mux::MuxConfig::default()
+            },
+            ..PeersConfig::default()
+        };
+        let (shutdown, _) = watch::channel(false);
+        let (exit, _) = watch::channel(None);
+        let (view_changed, _) = watch::channel(0);
+        let members = state.active_members().count();
+        let inner = Arc::new_cyclic(|weak| Inner {
+            peers: Peers::new(
+                rill_net::PeerName::from(name.as_str()),
+                net.clone(),
+                auth,
+                Arc::new(NodeService::new(weak.clone())),
+                peers_config,
+            ),
+            view: ArcSwap::from_pointee(View::new(state)),
+            view_lock: Mutex::new(()),
+            view_changed,
+            vnodes: RwLock::new(vec![None; config.ring_size as usize]),
+            transfers: Transfers::new(config.transfer_limit),
+            config,
+            name,
+            net,
+            backend,
+            metadata,
+            metadata_changes: Mutex::new(Some(meta_rx)),
+            cache,
+            stats: Stats::default(),
+            liveness: Liveness::default(),
+            staging: Mutex::new(cluster::Staging::default()),
+            shutdown,
+            exit,
+        });
+        let node = Node { inner };
+        node.sync_peers();
+        // Partitions this node owns or is receiving, and any left on disk from an earlier
+        // ownership (their data is kept, never silently dropped).
+        let mut objects = 0;
+        let view = node.view();
+        for p in 0..node.ring_size() {
+            if view.holds(p, node.name()) || on_disk.contains(&p) {
+                objects += node.open_vnode(p)?.approximate_len();
+            }
+        }
+        node.mark_handoffs(&view);
         let report = StartupReport {
-            partitions_on_disk: on_disk,
+            partitions_on_disk: on_disk.len(),
             objects_estimate: objects,
+            cluster_members: members,
         };
         Ok((node, report))
     }
@@ -120,8 +190,24 @@ impl Node {
         &self.inner.name
     }
 
-    pub fn ring(&self) -> &Ring {
-        &self.inner.ring
+    /// The ring as it is now (owners after every finished transfer).
+    pub fn ring(&self) -> Ring {
+        self.view().ring.clone()
+    }
+
+    /// The number of partitions (fixed for the life of the cluster).
+    pub fn ring_size(&self) -> u32 {
+        self.inner.config.ring_size
+    }
+
+    /// The current view of the cluster.
+    pub fn view(&self) -> Arc<View> {
+        self.inner.view.load_full()
+    }
+
+    /// The cluster state as this node knows it.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.view().state.clone()
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -134,6 +220,10 @@ impl Node {
 
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
+    }
+
+    pub fn net(&self) -> &Arc<dyn Net> {
+        &self.inner.net
     }
 
     /// Memory and journal figures of the storage and the object cache, for `/stats`.
@@ -164,41 +254,77 @@ impl Node {
         self.inner.backend.name()
     }
 
-    /// Whether a node is reachable. A single node only knows itself; the failure detector
-    /// of the clustering layer will answer this for peers.
-    pub(crate) fn is_up(&self, node: &NodeName) -> bool {
-        *node == self.inner.name
+    /// Whether a node is reachable now: this node always, a peer when the failure detector
+    /// has heard from it recently enough.
+    pub fn is_up(&self, node: &NodeName) -> bool {
+        *node == self.inner.name || self.inner.liveness.is_up(node, self.now_ms())
     }
 
     /// The annotated preference list (primaries and fallbacks) for a key with `n` replicas.
     pub fn preflist(&self, bkey: &BKey, n: u32) -> Vec<PreflistEntry> {
-        self.inner
+        self.view()
             .ring
             .apl(&bkey.chash(), n, |node| self.is_up(node))
     }
 
     /// Resolves a preference-list entry to something a coordinator can call.
-    pub(crate) fn replica(&self, entry: &PreflistEntry) -> NodeResult<Replica<'_>> {
+    pub(crate) fn replica(&self, entry: &PreflistEntry) -> NodeResult<Replica> {
         if entry.node != self.inner.name {
-            return Err(NodeError::BadRequest(format!(
-                "node {} is not reachable from {}",
-                entry.node, self.inner.name
-            )));
+            return Ok(Replica::Remote(entry.node.clone()));
         }
-        self.local_vnode(entry.partition).map(Replica::Local)
+        let vnode = match self.vnode(entry.partition) {
+            Some(v) => v,
+            None => self.open_vnode(entry.partition)?,
+        };
+        Ok(match vnode.forwarding() {
+            Some(to) => Replica::Remote(to),
+            None => Replica::Local(vnode),
+        })
     }
 
-    pub(crate) fn local_vnode(&self, p: PartitionId) -> NodeResult<&Vnode> {
-        self.inner
-            .vnodes
-            .get(p as usize)
-            .and_then(|v| v.as_deref())
-            .ok_or_else(|| NodeError::BadRequest(format!("partition {p} is not held here")))
+    /// The vnode of partition `p`, if open here.
+    pub(crate) fn vnode(&self, p: PartitionId) -> Option<Arc<Vnode>> {
+        self.inner.vnodes.read().get(p as usize).cloned().flatten()
+    }
+
+    /// Opens (or returns) the vnode of partition `p`.
+    pub(crate) fn open_vnode(&self, p: PartitionId) -> NodeResult<Arc<Vnode>> {
+        if p >= self.ring_size() {
+            return Err(NodeError::BadRequest(format!("no partition {p}")));
+        }
+        let mut vnodes = self.inner.vnodes.write();
+        if let Some(v) = &vnodes[p as usize] {
+            return Ok(v.clone());
+        }
+        let store = self.inner.backend.open_partition(p)?;
+        let meta = self.inner.backend.metadata();
+        let net = self.inner.net.clone();
+        let vnode = Arc::new(Vnode::open(
+            p,
+            store,
+            self.inner.cache.clone(),
+            meta.as_ref(),
+            || {
+                let mut id = [0u8; 8];
+                net.fill_random(&mut id);
+                id
+            },
+        )?);
+        vnodes[p as usize] = Some(vnode.clone());
+        Ok(vnode)
+    }
+
+    /// Forgets partition `p` here after it was handed off: its data, its cached objects.
+    pub(crate) fn drop_vnode(&self, p: PartitionId) -> NodeResult<()> {
+        self.inner.vnodes.write()[p as usize] = None;
+        self.inner.backend.drop_partition(p)?;
+        self.inner.cache.drop_partition(p);
+        Ok(())
     }
 
     /// Every vnode held here.
-    pub(crate) fn vnodes(&self) -> impl Iterator<Item = &Arc<Vnode>> {
-        self.inner.vnodes.iter().flatten()
+    pub(crate) fn vnodes(&self) -> Vec<Arc<Vnode>> {
+        self.inner.vnodes.read().iter().flatten().cloned().collect()
     }
 
     /// Waits until every write made so far is durable at the configured level (group commit).
@@ -215,23 +341,48 @@ impl Node {
         fut: impl std::future::Future<Output = NodeResult<T>>,
     ) -> NodeResult<T> {
         let limit = timeout.unwrap_or(self.inner.config.request_timeout);
-        tokio::time::timeout(limit, fut)
+        rill_net::time::timeout(limit, fut)
             .await
             .unwrap_or(Err(NodeError::Timeout))
     }
 
     /// Wall-clock time in microseconds since the Unix epoch: the one place the node and its
-    /// protocol layers read the clock (and where a simulator will inject time).
+    /// protocol layers read the clock (through the network seam, so a simulator controls it).
     pub fn now_us(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0)
+        self.inner.net.now_us()
+    }
+
+    /// Milliseconds of the monotonic clock, for the failure detector.
+    pub(crate) fn now_ms(&self) -> u64 {
+        cluster::monotonic_ms()
+    }
+
+    /// A random 128-bit number (generated keys, vtags), through the network seam.
+    pub fn random_u128(&self) -> u128 {
+        ((self.inner.net.random_u64() as u128) << 64) | self.inner.net.random_u64() as u128
+    }
+
+    /// The internode address this node announces to its peers.
+    pub fn internode_addr(&self) -> SocketAddr {
+        self.inner.config.internode_addr
     }
 
     /// A receiver that turns true when the node shuts down (background tasks watch it).
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+
+    /// Resolves with a reason when the node decided to stop by itself (it left the cluster).
+    pub async fn exit_requested(&self) -> String {
+        let mut rx = self.inner.exit.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stops background work and makes everything written so far durable.
@@ -242,49 +393,6 @@ impl Node {
     }
 }
 
-/// Where the ring is kept in the node metadata.
-const RING_KEY: &[u8] = b"ring";
-
-/// The ring this data directory was created with, or a new single-node ring (persisted): data
-/// is placed by the ring, so a restart must not silently change its size or owner.
-fn load_ring(meta: &dyn PartitionStore, config: &NodeConfig, name: &NodeName) -> NodeResult<Ring> {
-    let Some(raw) = meta.get(RING_KEY)? else {
-        let ring = Ring::new_single(config.ring_size, name.clone())
-            .map_err(|e| NodeError::Config(format!("ring: {e}")))?;
-        meta.put(
-            RING_KEY,
-            &serde_json::to_vec(&ring).expect("a ring serializes"),
-        )?;
-        return Ok(ring);
-    };
-    let ring: Ring = serde_json::from_slice(&raw)
-        .map_err(|e| NodeError::Corrupt(format!("stored ring: {e}")))?;
-    if ring.size() != config.ring_size {
-        return Err(NodeError::Config(format!(
-            "the data directory holds a ring of {} partitions, but ring_size is {}; \
-             start with --ring-size {} (a ring's size cannot change in place)",
-            ring.size(),
-            config.ring_size,
-            ring.size()
-        )));
-    }
-    if !ring.members().contains(name) {
-        return Err(NodeError::Config(format!(
-            "the data directory belongs to node {}, not {name}; start with --name {}",
-            ring.members()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            ring.members()
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        )));
-    }
-    Ok(ring)
-}
-
 /// Strips values from an object, for `head` requests.
 pub(crate) fn head_only(mut obj: RiakObject) -> RiakObject {
     for c in &mut obj.contents {
@@ -292,3 +400,8 @@ pub(crate) fn head_only(mut obj: RiakObject) -> RiakObject {
     }
     obj
 }
+
+/// Keys of node-internal entries inside a partition's store (handoff bookkeeping) start with
+/// this byte. Storage keys of objects never do: they start with the bucket type's length as a
+/// big-endian `u16`, and a type is at most 255 bytes long.
+pub(crate) const RESERVED_PREFIX: u8 = 0xFF;

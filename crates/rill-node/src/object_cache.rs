@@ -109,6 +109,13 @@ impl ObjectCache {
         }
     }
 
+    /// Forgets every entry of a partition (after it was handed off and dropped here).
+    pub fn drop_partition(&self, partition: PartitionId) {
+        if let Some(c) = &self.inner {
+            c.retain(|(p, _), _| *p != partition);
+        }
+    }
+
     /// Bytes currently held.
     pub fn weight(&self) -> u64 {
         self.inner.as_ref().map_or(0, |c| c.weight())
@@ -140,6 +147,17 @@ mod tests {
         assert!(entry.weight as usize > floor, "{} <= {floor}", entry.weight);
         let absent = Entry::new(None, 0, 30);
         assert!(absent.weight < entry.weight);
+    }
+
+    #[test]
+    fn dropping_a_partition_forgets_only_its_entries() {
+        let cache = ObjectCache::new(1024 * 1024);
+        let k = Bytes::from_static(b"k");
+        cache.insert(1, k.clone(), Entry::new(None, 0, 1));
+        cache.insert(2, k.clone(), Entry::new(None, 0, 1));
+        cache.drop_partition(1);
+        assert!(cache.get(1, &k).is_none());
+        assert!(cache.get(2, &k).is_some());
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub enum GetResponse {
 }
 
 /// Options of a write; `None` means "the bucket's value".
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PutOptions {
     pub w: Option<Quorum>,
     pub dw: Option<Quorum>,

@@ -106,6 +106,8 @@ pub struct Stats {
     pub vnode_puts: Counter,
     pub read_repairs: Counter,
     pub node_get_notfound: Counter,
+    /// Writes passed to another node to coordinate (this node held no replica).
+    pub forwarded_puts: Counter,
     pub tombstones_reaped: Counter,
     pub pbc_connects: Counter,
     pub pbc_active: AtomicU64,
@@ -123,6 +125,7 @@ impl Default for Stats {
             vnode_puts: Counter::default(),
             read_repairs: Counter::default(),
             node_get_notfound: Counter::default(),
+            forwarded_puts: Counter::default(),
             tombstones_reaped: Counter::default(),
             pbc_connects: Counter::default(),
             pbc_active: AtomicU64::new(0),
@@ -156,6 +159,10 @@ impl Stats {
         out.insert(
             "node_get_notfound_total".into(),
             self.node_get_notfound.get().into(),
+        );
+        out.insert(
+            "coord_redirs_total".into(),
+            self.forwarded_puts.get().into(),
         );
         out.insert(
             "tombstones_reaped_total".into(),

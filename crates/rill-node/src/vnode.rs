@@ -14,22 +14,29 @@
 //! can be tested end to end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::codec;
 use rill_core::merge::{self, MergeOptions, ReplicaMerge};
 use rill_core::object::{Content, Limits, RiakObject};
-use rill_core::ring::PartitionId;
+use rill_core::ring::{NodeName, PartitionId};
 use rill_core::vclock::{Actor, PruneLimits, VClock};
-use rill_storage::PartitionStore;
+use rill_storage::{KvIter, PartitionStore};
 
 use crate::error::{NodeError, NodeResult};
+use crate::node::RESERVED_PREFIX;
 use crate::object_cache::{Entry, ObjectCache};
 
 /// Lock stripes per vnode: enough that unrelated keys rarely share one.
 const STRIPES: usize = 64;
+/// Storage keys of objects start with this byte (the high byte of the type's length).
+const OBJECT_PREFIX: &[u8] = &[0];
+/// Marks a key written while the partition was being handed off (see `crate::handoff`).
+const DIRTY_PREFIX: &[u8] = &[RESERVED_PREFIX, b'D'];
 
 pub struct Vnode {
     partition: PartitionId,
@@ -37,6 +44,12 @@ pub struct Vnode {
     store: Arc<dyn PartitionStore>,
     cache: Arc<ObjectCache>,
     stripes: Box<[Mutex<()>]>,
+    /// While a transfer of this partition is pending, every write also leaves a durable
+    /// "dirty" mark, so the sender can resend what changed behind its fold, even after a
+    /// restart.
+    handing_off: AtomicBool,
+    /// Once handed off: the new owner, to which every request is passed.
+    forward_to: ArcSwapOption<NodeName>,
 }
 
 /// A key locked for a read-merge-write (see [`Vnode::lock_key`]).
@@ -110,7 +123,76 @@ impl Vnode {
             store,
             cache,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            handing_off: AtomicBool::new(false),
+            forward_to: ArcSwapOption::empty(),
         })
+    }
+
+    /// Turns tracking of writes for a pending handoff on or off.
+    pub fn set_handing_off(&self, on: bool) {
+        self.handing_off.store(on, Ordering::Release);
+    }
+
+    /// The node that now serves this partition, once it has been handed off.
+    pub fn forwarding(&self) -> Option<NodeName> {
+        self.forward_to.load_full().map(|n| (*n).clone())
+    }
+
+    /// Stops local writes and passes every later request to `to`. Waits for writes in
+    /// progress (it takes every lock stripe), so none can slip in behind the final resend.
+    pub fn freeze(&self, to: NodeName) {
+        let _all: Vec<_> = self.stripes.iter().map(|s| s.lock()).collect();
+        self.forward_to.store(Some(Arc::new(to)));
+    }
+
+    /// The dirty mark of a storage key, when writes are being tracked.
+    pub fn dirty_mark(&self, skey: &[u8]) -> Option<Vec<u8>> {
+        self.handing_off
+            .load(Ordering::Acquire)
+            .then(|| [DIRTY_PREFIX, skey].concat())
+    }
+
+    /// Objects (storage key, encoded object) in key order, after `after` when given.
+    pub fn scan_objects(&self, after: Option<&[u8]>) -> KvIter<'_> {
+        self.store.scan(OBJECT_PREFIX, after)
+    }
+
+    /// Storage keys marked dirty, in order.
+    pub fn dirty_keys(&self) -> NodeResult<Vec<Bytes>> {
+        self.store
+            .scan_keys(DIRTY_PREFIX, None)
+            .map(|k| Ok(k?.slice(DIRTY_PREFIX.len()..)))
+            .collect()
+    }
+
+    /// Clears a dirty mark once the key was resent.
+    pub fn clear_dirty(&self, skey: &[u8]) -> NodeResult<()> {
+        Ok(self.store.delete(&[DIRTY_PREFIX, skey].concat())?)
+    }
+
+    /// The stored bytes of a key (for resending it).
+    pub fn raw_get(&self, skey: &[u8]) -> NodeResult<Option<Bytes>> {
+        Ok(self.store.get(skey)?)
+    }
+
+    /// The partition's store, for the handoff receiver's bookkeeping.
+    pub fn store(&self) -> &Arc<dyn PartitionStore> {
+        &self.store
+    }
+
+    /// Keys stored, approximately.
+    pub fn approximate_len(&self) -> u64 {
+        self.store.approximate_len()
+    }
+
+    fn check_not_moved(&self) -> NodeResult<()> {
+        match self.forwarding() {
+            Some(to) => Err(NodeError::Unreachable(format!(
+                "partition {} has moved to {to}",
+                self.partition
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Replaces (or, with `None`, removes) a key's stored bytes behind the vnode's back, as a
@@ -171,6 +253,7 @@ impl Vnode {
         fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
             "vnode-coordinate-put"
         )));
+        self.check_not_moved()?;
         let local = self.read(&lock.skey)?;
         let mut obj = merge::coordinate_put(
             local.as_deref(),
@@ -196,6 +279,7 @@ impl Vnode {
         limits: &Limits,
     ) -> NodeResult<Staged> {
         fail::fail_point!("vnode-replica-put", |_| Err(injected("vnode-replica-put")));
+        self.check_not_moved()?;
         let local = self.read(&lock.skey)?;
         match merge::replica_merge(local.as_deref(), incoming, opts) {
             ReplicaMerge::Unchanged => Ok(Staged {
@@ -237,6 +321,9 @@ impl Vnode {
             let result = self.store.put(&lock.skey, encoded);
             self.written(&lock, &staged, result.is_ok());
             result?;
+            if let Some(mark) = self.dirty_mark(&lock.skey) {
+                self.store.put(&mark, b"")?;
+            }
         }
         Ok(staged.object)
     }
@@ -257,6 +344,9 @@ impl Vnode {
                     skey.clone(),
                     Entry::new(None, 0, skey.len()),
                 );
+                if let Some(mark) = self.dirty_mark(&skey) {
+                    self.store.put(&mark, b"")?;
+                }
                 Ok(true)
             }
             _ => Ok(false),

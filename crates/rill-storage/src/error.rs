@@ -8,7 +8,7 @@
 use std::io;
 
 /// What went wrong, in terms a caller can act on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// The disk (or quota) is full. Writes fail until space is freed; with the fjall backend,
     /// until the node is also restarted (see [`crate::FjallBackend`]).
@@ -26,7 +26,7 @@ pub enum ErrorKind {
 }
 
 /// A storage failure: a stable [`ErrorKind`] plus a human-readable message.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{kind:?}: {message}")]
 pub struct StorageError {
     kind: ErrorKind,

@@ -349,11 +349,16 @@ impl PartitionStore for FjallPartition {
         self.faults.check(self.keyspace.remove(key))
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> KvIter<'_> {
-        Box::new(self.range(prefix, None).into_iter().flatten().map(|guard| {
-            let (key, value) = guard.into_inner()?;
-            Ok((Bytes::from(key), Bytes::from(value)))
-        }))
+    fn scan(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KvIter<'_> {
+        Box::new(
+            self.range(prefix, start_after)
+                .into_iter()
+                .flatten()
+                .map(|guard| {
+                    let (key, value) = guard.into_inner()?;
+                    Ok((Bytes::from(key), Bytes::from(value)))
+                }),
+        )
     }
 
     fn scan_keys(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KeyIter<'_> {

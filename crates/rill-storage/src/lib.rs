@@ -125,7 +125,13 @@ pub trait PartitionStore: Send + Sync {
     fn delete(&self, key: &[u8]) -> Result<(), StorageError>;
 
     /// Every pair whose key starts with `prefix`, in ascending key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> KvIter<'_>;
+    fn scan_prefix(&self, prefix: &[u8]) -> KvIter<'_> {
+        self.scan(prefix, None)
+    }
+
+    /// Pairs whose key starts with `prefix`, in ascending order, beginning strictly after
+    /// `start_after` when given (for resuming a scan, as a handoff does after a reconnect).
+    fn scan(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KvIter<'_>;
 
     /// Keys that start with `prefix`, in ascending order, beginning strictly after
     /// `start_after` when given (for paging through a key listing).

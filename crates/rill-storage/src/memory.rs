@@ -148,7 +148,7 @@ impl MemoryPartition {
             .collect()
     }
 
-    fn scan(&self, prefix: &[u8], start_after: Option<&[u8]>) -> ChunkedScan<'_> {
+    fn chunked(&self, prefix: &[u8], start_after: Option<&[u8]>) -> ChunkedScan<'_> {
         ChunkedScan {
             store: self,
             next: scan_bounds(prefix, start_after),
@@ -184,12 +184,12 @@ impl PartitionStore for MemoryPartition {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> KvIter<'_> {
-        Box::new(self.scan(prefix, None).map(Ok))
+    fn scan(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KvIter<'_> {
+        Box::new(self.chunked(prefix, start_after).map(Ok))
     }
 
     fn scan_keys(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KeyIter<'_> {
-        Box::new(self.scan(prefix, start_after).map(|(k, _)| Ok(k)))
+        Box::new(self.chunked(prefix, start_after).map(|(k, _)| Ok(k)))
     }
 
     fn approximate_len(&self) -> u64 {

@@ -30,6 +30,22 @@ pub struct StartArgs {
     /// Protocol Buffers API listen address [default: 127.0.0.1:8087]
     #[arg(long, env = "RILL_PB")]
     pub pb: Option<SocketAddr>,
+    /// Internode listen address (cluster traffic, handoff) [default: 127.0.0.1:8099]
+    #[arg(long, env = "RILL_INTERNODE")]
+    pub internode: Option<SocketAddr>,
+    /// Secret shared by the nodes of a cluster (required to listen for internode traffic on a
+    /// non-loopback address); prefer --cluster-secret-file
+    #[arg(long, env = "RILL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret (its first line)
+    #[arg(long, env = "RILL_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Ownership transfers this node sends at once; changeable with `rill admin transfer-limit` [default: 2]
+    #[arg(long, env = "RILL_TRANSFER_LIMIT")]
+    pub transfer_limit: Option<usize>,
+    /// Handoff bandwidth per transfer in MiB/s, 0 for unlimited [default: 0]
+    #[arg(long, env = "RILL_HANDOFF_RATE_MB")]
+    pub handoff_rate_mb: Option<u64>,
     /// Data directory [default: ./data]
     #[arg(long, env = "RILL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -84,6 +100,11 @@ struct FileConfig {
     name: Option<String>,
     http: Option<SocketAddr>,
     pb: Option<SocketAddr>,
+    internode: Option<SocketAddr>,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
+    transfer_limit: Option<usize>,
+    handoff_rate_mb: Option<u64>,
     data_dir: Option<PathBuf>,
     ring_size: Option<u32>,
     backend: Option<String>,
@@ -149,6 +170,33 @@ impl Settings {
         if let Some(v) = args.delete_mode.or(file.delete_mode) {
             node.delete_mode = parse_delete_mode(&v)?;
         }
+        if let Some(v) = args.internode.or(file.internode) {
+            node.internode_addr = v;
+        }
+        node.cluster_secret = match (
+            args.cluster_secret.or(file.cluster_secret),
+            args.cluster_secret_file.or(file.cluster_secret_file),
+        ) {
+            (Some(s), _) => Some(s.into_bytes()),
+            (None, Some(path)) => Some(read_secret(&path)?),
+            (None, None) => None,
+        };
+        if node.cluster_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            bail!("the cluster secret is empty");
+        }
+        if node.cluster_secret.is_none() && !node.internode_addr.ip().is_loopback() {
+            bail!(
+                "refusing to listen for internode traffic on {} without a cluster secret: \
+                 give every node of the cluster the same --cluster-secret-file",
+                node.internode_addr
+            );
+        }
+        if let Some(v) = args.transfer_limit.or(file.transfer_limit) {
+            node.transfer_limit = v;
+        }
+        if let Some(v) = args.handoff_rate_mb.or(file.handoff_rate_mb) {
+            node.handoff_rate = v * 1024 * 1024;
+        }
         if let Some(v) = args.object_size_max.or(file.object_size_max) {
             node.limits.size_max = v;
             node.limits.size_warn = node.limits.size_warn.min(v);
@@ -205,6 +253,13 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The secret in a file: its first line, without surrounding whitespace.
+fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the cluster secret from {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").trim().as_bytes().to_vec())
+}
+
 fn parse_delete_mode(v: &str) -> anyhow::Result<DeleteMode> {
     match v {
         "keep" => Ok(DeleteMode::Keep),
@@ -239,6 +294,9 @@ mod tests {
             Arc::ptr_eq(clients, &s.pb.clients),
             "one budget for both listeners"
         );
+        assert_eq!(s.node.internode_addr.to_string(), "127.0.0.1:8099");
+        assert_eq!(s.node.cluster_secret, None);
+        assert_eq!(s.node.transfer_limit, 2);
     }
 
     #[test]
@@ -276,6 +334,29 @@ mod tests {
         ] {
             assert!(Settings::resolve(bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_public_internode_address_needs_a_secret() {
+        let public = StartArgs {
+            internode: Some("0.0.0.0:8099".parse().unwrap()),
+            ..StartArgs::default()
+        };
+        let err = Settings::resolve(public).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("without a cluster secret"),
+            "{err:#}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "  s3cret \nignored\n").unwrap();
+        let s = Settings::resolve(StartArgs {
+            internode: Some("0.0.0.0:8099".parse().unwrap()),
+            cluster_secret_file: Some(file),
+            ..StartArgs::default()
+        })
+        .unwrap();
+        assert_eq!(s.node.cluster_secret.as_deref(), Some(&b"s3cret"[..]));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! The `rill` command: run a node (`start`) and administer one (`admin`).
+//! The `rill` command: run a node (`start`), administer one (`admin`), run a local cluster
+//! (`dev`), load-test one (`bench`).
 
 mod admin;
 mod bench;
 mod config;
+mod dev;
 mod start;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Load-test a Riak-compatible server over PB or HTTP, like basho_bench.
     Bench(bench::BenchArgs),
+    /// Run a local cluster of N nodes (dev1@127.0.0.1 ...) on loopback, like Riak's devrel.
+    Dev(dev::DevArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Start(args) => start::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Dev(args) => dev::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,10 @@
 
 use std::io::IsTerminal;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use rill_net::{Net, TokioNet};
 use rill_node::Node;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,24 +32,39 @@ pub fn run(args: StartArgs) -> anyhow::Result<()> {
         .block_on(serve(settings))
 }
 
-async fn serve(s: Settings) -> anyhow::Result<()> {
-    let (node, report) = Node::start(s.node.clone()).context("opening the node")?;
+async fn serve(mut s: Settings) -> anyhow::Result<()> {
+    // Every socket of the node goes through the network seam.
+    let net: Arc<dyn Net> = Arc::new(TokioNet);
+    let internode = net
+        .bind(s.node.internode_addr)
+        .await
+        .with_context(|| format!("binding internode traffic to {}", s.node.internode_addr))?;
+    // With port 0 the address peers must use is only known now.
+    s.node.internode_addr = internode.local_addr()?;
+    let (node, report) = Node::start_with(s.node.clone(), net).context("opening the node")?;
     info!(
         name = %node.name(),
         data_dir = %s.node.data_dir.display(),
         backend = node.backend_name(),
-        ring_size = node.ring().size(),
+        ring_size = node.ring_size(),
         partitions_on_disk = report.partitions_on_disk,
         objects = report.objects_estimate,
+        cluster_members = report.cluster_members,
         "node opened"
     );
+    node.serve_internode(internode);
     let http = TcpListener::bind(s.http_addr)
         .await
         .with_context(|| format!("binding HTTP to {}", s.http_addr))?;
     let pb = TcpListener::bind(s.pb_addr)
         .await
         .with_context(|| format!("binding PB to {}", s.pb_addr))?;
-    info!(http = %http.local_addr()?, pb = %pb.local_addr()?, "listening");
+    info!(
+        http = %http.local_addr()?,
+        pb = %pb.local_addr()?,
+        internode = %s.node.internode_addr,
+        "listening"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -65,7 +83,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         stopped(stop_rx),
     ));
 
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        reason = node.exit_requested() => info!(%reason, "stopping by itself"),
+    }
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = http_task.await;

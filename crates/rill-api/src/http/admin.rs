@@ -37,7 +37,19 @@ pub(crate) async fn handle(
         }
         (Some(name), false, Method::GET) => {
             let (props, status) = meta.type_props(&name)?;
-            let body = json!({ "name": name, "active": status == TypeStatus::Active, "props": props.to_json(None)["props"] });
+            let lacking: Vec<String> = api
+                .node
+                .members_lacking_type(&name)
+                .await
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let body = json!({
+                "name": name,
+                "active": status == TypeStatus::Active,
+                "props": props.to_json(None)["props"],
+                "lacking": lacking,
+            });
             Ok(respond(
                 StatusCode::OK,
                 "application/json",
@@ -55,7 +67,7 @@ pub(crate) async fn handle(
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
         }
         (Some(name), true, Method::POST) => {
-            meta.activate_type(&name)?;
+            api.node.activate_type(&name).await?;
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
         }
         _ => Err(HttpError::status(

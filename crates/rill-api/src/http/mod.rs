@@ -14,6 +14,7 @@
 mod admin;
 mod body;
 mod bucket;
+mod cluster;
 mod conn;
 mod object;
 mod ops;
@@ -156,6 +157,10 @@ async fn dispatch(
             check_admin_peer(api, peer)?;
             admin::handle(api, name, activate, m, req).await
         }
+        (Resource::AdminCluster { op }, m) => {
+            check_admin_peer(api, peer)?;
+            cluster::handle(api, &op, m, req).await
+        }
         (Resource::AdminFailpoint { name }, m) => {
             check_admin_peer(api, peer)?;
             admin::failpoint(api, &name, m, req).await
@@ -242,9 +247,10 @@ fn node_status(e: &NodeError) -> StatusCode {
         // The quorum errors know Riak's status for each case (503 for unmet quorums).
         NodeError::GetQuorum(e) => status_or_500(e.http_status()),
         NodeError::PutQuorum(e) => status_or_500(e.http_status()),
-        NodeError::Timeout | NodeError::ShuttingDown | NodeError::Storage(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        NodeError::Timeout
+        | NodeError::ShuttingDown
+        | NodeError::Storage(_)
+        | NodeError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Corrupt(_) | NodeError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -21,17 +21,8 @@ pub(crate) fn stats(api: &Api) -> Response {
     m.insert("nodename".into(), node.name().to_string().into());
     m.insert("riak_kv_version".into(), RIAK_API_VERSION.into());
     m.insert("rill_version".into(), RILL_VERSION.into());
-    m.insert("ring_creation_size".into(), node.ring().size().into());
-    m.insert("ring_num_partitions".into(), node.ring().size().into());
-    let members: Vec<Value> = node
-        .ring()
-        .members()
-        .iter()
-        .map(|n| n.to_string().into())
-        .collect();
-    m.insert("ring_members".into(), members.clone().into());
-    m.insert("connected_nodes".into(), Value::Array(Vec::new()));
     m.insert("storage_backend".into(), node.backend_name().into());
+    node.cluster_report(&mut m);
     node.stats().report(&mut m);
     node.memory_report(&mut m);
     api.config.clients.report(&mut m);

@@ -74,6 +74,11 @@ pub enum Resource {
     AdminFailpoint {
         name: String,
     },
+    /// `/admin/cluster/OP`, `/admin/member-status`, `/admin/ring-status`, `/admin/transfers`,
+    /// `/admin/transfer-limit`, `/admin/down`: cluster administration (loopback-only).
+    AdminCluster {
+        op: String,
+    },
     NotFound,
 }
 
@@ -132,6 +137,15 @@ pub fn parse(path: &str) -> Resource {
         [b"admin", b"bucket-types", name, b"activate"] => Resource::AdminTypes {
             name: Some(String::from_utf8_lossy(name).into_owned()),
             activate: true,
+        },
+        [b"admin", b"cluster", op] => Resource::AdminCluster {
+            op: format!("cluster/{}", String::from_utf8_lossy(op)),
+        },
+        [
+            b"admin",
+            op @ (b"member-status" | b"ring-status" | b"transfers" | b"transfer-limit" | b"down"),
+        ] => Resource::AdminCluster {
+            op: String::from_utf8_lossy(op).into_owned(),
         },
         _ => Resource::NotFound,
     }

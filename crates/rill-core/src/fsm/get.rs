@@ -76,7 +76,7 @@ pub enum GetOutcome {
 }
 
 /// Why a read failed. `Display` is the body Riak's HTTP interface sends for the error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum GetError {
     /// n_val is zero, or R or PR exceeds it (HTTP 400).
     #[error("Specified w/dw/pw/node_confirms values invalid for bucket n value of {n}\n")]

@@ -53,7 +53,7 @@ pub enum PutReply<T> {
 pub type PutOutcome = Result<(), PutError>;
 
 /// Why a write failed. `Display` is the body Riak's HTTP interface sends for the error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum PutError {
     /// n_val is zero, or W, DW or PW exceeds it (HTTP 400).
     #[error("Specified w/dw/pw/node_confirms values invalid for bucket n value of {n}\n")]

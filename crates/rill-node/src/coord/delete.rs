@@ -123,7 +123,8 @@ impl Node {
         if targets.iter().any(|t| !t.primary) {
             return Ok(());
         }
-        let fsm = self.read_replicas(bkey, params, &targets)?;
+        let read = self.read_replicas(bkey, params, &targets).await?;
+        let fsm = &read.fsm;
         if fsm.outcome() != Some(&GetOutcome::Found) || !fsm.all_replied() {
             return Ok(());
         }
@@ -135,8 +136,11 @@ impl Node {
             return Ok(());
         }
         for target in &targets {
-            let Replica::Local(v) = self.replica(target)?;
-            if v.reap(bkey, clock)? {
+            let reaped = match self.replica(target)? {
+                Replica::Local(v) => v.reap(bkey, clock)?,
+                Replica::Remote(peer) => self.remote_reap(target, &peer, bkey, clock).await?,
+            };
+            if reaped {
                 self.inner.stats.tombstones_reaped.inc();
             }
         }

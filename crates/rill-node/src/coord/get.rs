@@ -1,21 +1,38 @@
 //! The GET coordinator: ask the N replicas, decide with the quorum state machine, merge what
 //! they returned, answer, then repair replicas that were missing the object or behind it.
+//!
+//! Local replicas answer at once; remote ones are asked concurrently and their replies are fed
+//! to the machine as they arrive. The client gets its answer as soon as the machine decides;
+//! replies still outstanding are collected in the background, and read repair then works from
+//! every reply, as Riak's get FSM does after it has answered.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rill_core::bkey::BKey;
 use rill_core::fsm::get::{GetFsm, GetOutcome, GetParams, GetReply};
-use std::sync::Arc;
-
 use rill_core::merge::{self, MergeOptions, Relation};
 use rill_core::object::RiakObject;
-use rill_core::props::{BucketProps, QuorumParam};
+use rill_core::props::QuorumParam;
 use rill_core::ring::PreflistEntry;
 
 use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse};
+
+/// Replies still to come from remote replicas, each with its position in the preference list.
+pub(crate) type Outstanding = FuturesUnordered<
+    futures::future::BoxFuture<'static, (usize, NodeResult<Option<Arc<RiakObject>>>)>,
+>;
+
+/// A read machine and the replies not yet in it.
+pub(crate) struct Read {
+    pub fsm: GetFsm<usize, Arc<RiakObject>>,
+    pub outstanding: Outstanding,
+}
 
 impl Node {
     /// Reads an object with the request's quorum options.
@@ -42,23 +59,30 @@ impl Node {
             basic_quorum: opts.basic_quorum.unwrap_or(props.basic_quorum),
         };
         let targets = self.preflist(bkey, n);
-        let fsm = self.read_replicas(bkey, params, &targets)?;
+        let read = self.read_replicas(bkey, params, &targets).await?;
         let merge_opts = merge_options(&props);
-        let merged = match fsm.outcome() {
-            Some(GetOutcome::Found) => merge_replies(fsm.decision_replies(), &merge_opts),
+        let merged = match read.fsm.outcome() {
+            Some(GetOutcome::Found) => merge_replies(read.fsm.decision_replies(), &merge_opts),
             Some(GetOutcome::NotFound) => None,
             Some(GetOutcome::Failed(e)) => return Err(NodeError::GetQuorum(e.clone())),
             None => return Err(NodeError::Timeout),
         };
-        // Repair from everything that came back, not only what the decision needed.
-        let all = if fsm.replies().len() == fsm.decision_replies().len() {
-            merged.clone()
+        // With every reply in, the repair can be decided now; otherwise the late replies are
+        // awaited in the background.
+        let all = if read.outstanding.is_empty() {
+            let all = if read.fsm.replies().len() == read.fsm.decision_replies().len() {
+                merged.clone()
+            } else {
+                merge_replies(read.fsm.replies(), &merge_opts)
+            };
+            if let Some(all) = &all {
+                self.read_repair(bkey, all, &targets, read.fsm.replies(), merge_opts);
+            }
+            all
         } else {
-            merge_replies(fsm.replies(), &merge_opts)
+            self.repair_after_late_replies(bkey.clone(), read, targets, merge_opts);
+            merged.clone()
         };
-        if let Some(all) = &all {
-            self.read_repair(bkey, all, &targets, fsm.replies(), &props);
-        }
         let Some(obj) = merged else {
             let tombstone = opts.deleted_vclock.then(|| all.map(|o| o.vclock)).flatten();
             return Ok(GetResponse::NotFound { tombstone });
@@ -77,31 +101,63 @@ impl Node {
         }))
     }
 
-    /// Reads every replica of the preference list through the quorum machine, which keeps
-    /// every reply (the decision's and the late ones) for merging and read repair.
-    pub(crate) fn read_replicas(
+    /// Reads every replica of the preference list through the quorum machine, until it
+    /// decides. The returned [`Read`] holds every reply so far and the ones still to come.
+    pub(crate) async fn read_replicas(
         &self,
         bkey: &BKey,
         params: GetParams,
         targets: &[PreflistEntry],
-    ) -> NodeResult<GetFsm<usize, Arc<RiakObject>>> {
+    ) -> NodeResult<Read> {
         let mut fsm = GetFsm::new(params, fsm_targets(targets)).map_err(NodeError::GetQuorum)?;
+        let outstanding = Outstanding::new();
         for (i, target) in targets.iter().enumerate() {
-            let reply = match self.replica(target).and_then(|r| match r {
-                Replica::Local(v) => v.get(bkey),
-            }) {
-                Ok(Some(obj)) if obj.is_tombstone() => GetReply::Tombstone(obj),
-                Ok(Some(obj)) => GetReply::Found(obj),
-                Ok(None) => GetReply::NotFound,
-                Err(e) => GetReply::Error(e.to_string()),
+            let result = match self.replica(target) {
+                Ok(Replica::Local(v)) => v.get(bkey),
+                Ok(Replica::Remote(peer)) => {
+                    let (node, target, bkey) = (self.clone(), target.clone(), bkey.clone());
+                    outstanding.push(Box::pin(async move {
+                        (i, node.remote_get(&target, &peer, &bkey).await)
+                    })
+                        as futures::future::BoxFuture<'static, _>);
+                    continue;
+                }
+                Err(e) => Err(e),
             };
             self.inner.stats.vnode_gets.inc();
-            fsm.add_reply(i, reply);
+            fsm.add_reply(i, get_reply(result));
         }
-        if fsm.outcome().is_none() {
-            fsm.on_timeout();
+        let mut read = Read { fsm, outstanding };
+        while read.fsm.outcome().is_none() {
+            let Some((i, result)) = read.outstanding.next().await else {
+                break;
+            };
+            self.inner.stats.vnode_gets.inc();
+            read.fsm.add_reply(i, get_reply(result));
         }
-        Ok(fsm)
+        if read.fsm.outcome().is_none() {
+            read.fsm.on_timeout();
+        }
+        Ok(read)
+    }
+
+    /// Collects the replies still outstanding, then repairs from all of them.
+    fn repair_after_late_replies(
+        &self,
+        bkey: BKey,
+        mut read: Read,
+        targets: Vec<PreflistEntry>,
+        opts: MergeOptions,
+    ) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            while let Some((i, result)) = read.outstanding.next().await {
+                read.fsm.add_reply(i, get_reply(result));
+            }
+            if let Some(all) = merge_replies(read.fsm.replies(), &opts) {
+                node.read_repair(&bkey, &all, &targets, read.fsm.replies(), opts);
+            }
+        });
     }
 
     /// Sends the merged object to every replica that answered not-found or an ancestor of it.
@@ -112,7 +168,7 @@ impl Node {
         merged: &RiakObject,
         targets: &[PreflistEntry],
         replies: &[(usize, GetReply<Arc<RiakObject>>)],
-        props: &BucketProps,
+        opts: MergeOptions,
     ) {
         let stale: Vec<PreflistEntry> = replies
             .iter()
@@ -131,18 +187,23 @@ impl Node {
         let node = self.clone();
         let bkey = bkey.clone();
         let merged = merged.clone();
-        let opts = merge_options(props);
         tokio::spawn(async move {
+            let encoded = bytes::Bytes::from(rill_core::codec::encode(&merged));
             for target in stale {
-                let result = node.replica(&target).and_then(|r| match r {
-                    Replica::Local(v) => {
-                        v.replica_put(&bkey, &merged, &opts, &node.inner.config.limits)
-                    }
-                });
+                let result = match node.replica(&target) {
+                    Ok(Replica::Local(v)) => v
+                        .replica_put(&bkey, &merged, &opts, &node.inner.config.limits)
+                        .map(|_| ()),
+                    Ok(Replica::Remote(peer)) => node
+                        .remote_put(&target, &peer, &bkey, encoded.clone(), opts, false)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
                 match result {
-                    Ok(_) => node.inner.stats.read_repairs.inc(),
+                    Ok(()) => node.inner.stats.read_repairs.inc(),
                     Err(e) => {
-                        tracing::warn!(partition = target.partition, error = %e, "read repair failed")
+                        tracing::warn!(partition = target.partition, node = %target.node, error = %e, "read repair failed")
                     }
                 }
             }
@@ -150,6 +211,16 @@ impl Node {
                 tracing::warn!(error = %e, "read repair commit failed");
             }
         });
+    }
+}
+
+/// A replica's answer as the read machine takes it.
+fn get_reply(result: NodeResult<Option<Arc<RiakObject>>>) -> GetReply<Arc<RiakObject>> {
+    match result {
+        Ok(Some(obj)) if obj.is_tombstone() => GetReply::Tombstone(obj),
+        Ok(Some(obj)) => GetReply::Found(obj),
+        Ok(None) => GetReply::NotFound,
+        Err(e) => GetReply::Error(e.to_string()),
     }
 }
 

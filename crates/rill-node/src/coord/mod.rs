@@ -3,7 +3,7 @@
 
 mod delete;
 mod get;
-mod list;
+pub(crate) mod list;
 mod put;
 #[cfg(test)]
 mod tests;

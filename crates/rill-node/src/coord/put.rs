@@ -1,37 +1,67 @@
-//! The PUT coordinator: the first reachable replica of the preference list coordinates (advances
-//! the clock and merges), the others merge the coordinated object; the write quorum machine
-//! counts acknowledgements (W when a replica stored the object, DW once the group commit made it
-//! durable, PW among primaries).
+//! The PUT coordinator. The first replica of the preference list that is held here
+//! coordinates: it advances the clock with its own actor and merges with what it stores. The
+//! other replicas here merge the coordinated object and are stored in the same batch; replicas
+//! on other nodes receive the coordinated object concurrently. The write quorum machine counts
+//! acknowledgements: W when a replica stored the object, DW once it is durable (a remote replica
+//! answers after its own group commit, so its one answer is both), PW among primaries.
+//!
+//! A node that holds no replica of the key does not coordinate: it forwards the whole request to
+//! the node of the first replica, as Riak does, so that clocks only ever advance with vnode
+//! actors and concurrent writes through different nodes still meet at one coordinator.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rill_core::codec;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
-use std::sync::Arc;
-
 use rill_core::object::RiakObject;
 use rill_core::props::{BucketProps, QuorumParam};
-use rill_core::ring::PreflistEntry;
+use rill_core::ring::{NodeName, PreflistEntry};
 use rill_core::vclock::PruneLimits;
 use rill_storage::BatchPut;
 
 use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
+use crate::proto::{Reply, Request, WireKey};
+use crate::remote::{decode_object, unexpected};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
 use crate::vnode::{KeyLock, Staged, Vnode, WriteRules};
+
+/// Replica writes on other nodes, each on its own task, with its preference-list position.
+type RemoteWrites =
+    FuturesUnordered<tokio::task::JoinHandle<(usize, NodeResult<Option<Arc<RiakObject>>>)>>;
 
 impl Node {
     /// Writes an object with the request's quorum and conditional options.
     pub async fn put(&self, req: PutRequest, opts: &PutOptions) -> NodeResult<PutResponse> {
+        self.put_with_hops(req, opts, 0).await
+    }
+
+    /// A write that may already have been forwarded `hops` times.
+    pub(crate) async fn put_with_hops(
+        &self,
+        req: PutRequest,
+        opts: &PutOptions,
+        hops: u8,
+    ) -> NodeResult<PutResponse> {
         let started = Instant::now();
         let result = self
-            .with_timeout(opts.timeout, self.put_inner(req, opts))
+            .with_timeout(opts.timeout, self.put_inner(req, opts, hops))
             .await;
         self.inner.stats.put_fsm.record(started.elapsed());
         result
     }
 
-    async fn put_inner(&self, req: PutRequest, opts: &PutOptions) -> NodeResult<PutResponse> {
+    async fn put_inner(
+        &self,
+        req: PutRequest,
+        opts: &PutOptions,
+        hops: u8,
+    ) -> NodeResult<PutResponse> {
         let props = self.inner.metadata.bucket_props(&req.bkey.bucket)?;
         let n = resolve_n(opts.n_val, &props)?;
         let params = PutParams {
@@ -40,9 +70,16 @@ impl Node {
             dw: resolve_quorum(QuorumParam::Dw, opts.dw, &props, n)?,
             pw: resolve_quorum(QuorumParam::Pw, opts.pw, &props, n)?,
         };
+        let targets = self.preflist(&req.bkey, n);
+        if !opts.asis
+            && hops == 0
+            && let Some(first) = targets.first()
+            && !targets.iter().any(|t| t.node == *self.name())
+        {
+            return self.forward_put(&first.node, req, opts).await;
+        }
         self.check_conditions(&req, opts).await?;
 
-        let targets = self.preflist(&req.bkey, n);
         let stored = self
             .write_replicas(&req, opts, &props, params, &targets)
             .await?;
@@ -54,6 +91,33 @@ impl Node {
             None
         };
         Ok(PutResponse { object })
+    }
+
+    /// Passes a client's write to `node`, which holds a replica of the key, to coordinate.
+    async fn forward_put(
+        &self,
+        node: &NodeName,
+        req: PutRequest,
+        opts: &PutOptions,
+    ) -> NodeResult<PutResponse> {
+        let carried = RiakObject {
+            vclock: req.context,
+            contents: vec![req.content],
+        };
+        let msg = Request::Coordinate {
+            key: WireKey::from(&req.bkey),
+            object: Bytes::from(codec::encode(&carried)),
+            opts: opts.clone(),
+            hops: 1,
+        };
+        let timeout = opts.timeout.unwrap_or(self.inner.config.request_timeout);
+        self.inner.stats.forwarded_puts.inc();
+        match self.call(node, &msg, timeout).await? {
+            Reply::Stored(object) => Ok(PutResponse {
+                object: object.map(decode_object).transpose()?,
+            }),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// `if_none_match` and `if_not_modified`: read first, refuse when the condition fails.
@@ -92,8 +156,22 @@ impl Node {
         params: PutParams,
         targets: &[PreflistEntry],
     ) -> NodeResult<Arc<RiakObject>> {
-        // The first target coordinates; `asis` writes have no coordinator (every replica merges).
-        let coordinator = (!opts.asis).then_some(0);
+        let replicas: Vec<NodeResult<Replica>> = targets.iter().map(|t| self.replica(t)).collect();
+        // The first replica held here coordinates; `asis` writes have no coordinator (every
+        // replica merges the object as sent).
+        let coordinator = match opts.asis {
+            true => None,
+            false => Some(
+                replicas
+                    .iter()
+                    .position(|r| matches!(r, Ok(Replica::Local(_))))
+                    .ok_or_else(|| {
+                        NodeError::Unreachable(
+                            "no replica of this key is held by the coordinating node".into(),
+                        )
+                    })?,
+            ),
+        };
         let mut fsm: PutFsm<usize, Arc<RiakObject>> =
             PutFsm::new(params, fsm_targets(targets), coordinator).map_err(NodeError::PutQuorum)?;
         // With synced writes the engine's journal lock is held for the length of each fsync,
@@ -106,11 +184,24 @@ impl Node {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let stored = if self.inner.config.sync_writes && multi_thread {
             tokio::task::block_in_place(|| {
-                self.write_local_replicas(req, opts, props, targets, &mut fsm)
+                self.write_local_replicas(req, opts, props, targets, &replicas, &mut fsm)
             })?
         } else {
-            self.write_local_replicas(req, opts, props, targets, &mut fsm)?
+            self.write_local_replicas(req, opts, props, targets, &replicas, &mut fsm)?
         };
+        if let Some(Err(e)) = fsm.outcome() {
+            return Err(NodeError::PutQuorum(e.clone()));
+        }
+
+        // What the other nodes' replicas merge: the coordinated object, or the client's.
+        let shipped = match stored.first() {
+            Some((_, obj)) if coordinator.is_some() => (**obj).clone(),
+            _ => RiakObject {
+                vclock: req.context.clone(),
+                contents: vec![req.content.clone()],
+            },
+        };
+        let mut remote = self.send_to_remote_replicas(req, opts, props, targets, replicas, shipped);
 
         // One group commit covers every local replica's write: that is DW.
         match self.commit().await {
@@ -125,14 +216,75 @@ impl Node {
                 }
             }
         }
+        while fsm.outcome().is_none() {
+            let Some(joined) = remote.next().await else {
+                break;
+            };
+            let (i, result) =
+                joined.unwrap_or_else(|e| (usize::MAX, Err(NodeError::Unreachable(e.to_string()))));
+            if i == usize::MAX {
+                continue;
+            }
+            match result {
+                Ok(obj) => {
+                    fsm.add_reply(i, PutReply::W);
+                    fsm.add_reply(i, PutReply::Dw(obj));
+                }
+                Err(e) => {
+                    fsm.add_reply(i, PutReply::Fail(e.to_string()));
+                }
+            }
+        }
         if fsm.outcome().is_none() {
             fsm.on_timeout();
         }
-        match (fsm.outcome(), stored.into_iter().next()) {
-            (Some(Ok(())), Some((_, obj))) => Ok(obj),
+        let body = stored
+            .into_iter()
+            .next()
+            .map(|(_, obj)| obj)
+            .or_else(|| fsm.stored_objects().next().map(|(_, o)| o.clone()));
+        match (fsm.outcome(), body) {
+            (Some(Ok(())), Some(obj)) => Ok(obj),
+            (Some(Ok(())), None) => Ok(Arc::new(RiakObject {
+                vclock: req.context.clone(),
+                contents: vec![req.content.clone()],
+            })),
             (Some(Err(e)), _) => Err(NodeError::PutQuorum(e.clone())),
-            _ => Err(NodeError::Timeout),
+            (None, _) => Err(NodeError::Timeout),
         }
+    }
+
+    /// Sends the object to every replica on another node, each write on its own task so that
+    /// it completes even after the client has its answer.
+    fn send_to_remote_replicas(
+        &self,
+        req: &PutRequest,
+        opts: &PutOptions,
+        props: &BucketProps,
+        targets: &[PreflistEntry],
+        replicas: Vec<NodeResult<Replica>>,
+        shipped: RiakObject,
+    ) -> RemoteWrites {
+        let remote = FuturesUnordered::new();
+        let mut encoded: Option<Bytes> = None;
+        let merge = merge_options(props);
+        for (i, replica) in replicas.into_iter().enumerate() {
+            let Ok(Replica::Remote(peer)) = replica else {
+                continue;
+            };
+            let object = encoded
+                .get_or_insert_with(|| Bytes::from(codec::encode(&shipped)))
+                .clone();
+            let (node, target, bkey) = (self.clone(), targets[i].clone(), req.bkey.clone());
+            let return_object = opts.return_body || opts.return_head;
+            remote.push(tokio::spawn(async move {
+                let r = node
+                    .remote_put(&target, &peer, &bkey, object, merge, return_object)
+                    .await;
+                (i, r)
+            }));
+        }
+        remote
     }
 
     /// Merges the write at every replica held here and stores all of them in one batch (one
@@ -146,14 +298,16 @@ impl Node {
         opts: &PutOptions,
         props: &BucketProps,
         targets: &[PreflistEntry],
+        replicas: &[NodeResult<Replica>],
         fsm: &mut PutFsm<usize, Arc<RiakObject>>,
     ) -> NodeResult<Vec<(usize, Arc<RiakObject>)>> {
         let merge = merge_options(props);
         let limits = &self.inner.config.limits;
-        let mut vnodes = Vec::with_capacity(targets.len());
-        for (i, target) in targets.iter().enumerate() {
-            match self.replica(target) {
+        let mut vnodes: Vec<(usize, &Vnode)> = Vec::with_capacity(targets.len());
+        for (i, replica) in replicas.iter().enumerate() {
+            match replica {
                 Ok(Replica::Local(v)) => vnodes.push((i, v)),
+                Ok(Replica::Remote(_)) => {}
                 Err(e) => {
                     fsm.add_reply(i, PutReply::Fail(e.to_string()));
                 }
@@ -208,7 +362,13 @@ impl Node {
             }
         }
 
-        let puts: Vec<BatchPut<'_>> = staged
+        // Replicas being handed off also leave a dirty mark in the same batch.
+        let marks: Vec<(usize, Vec<u8>)> = staged
+            .iter()
+            .filter(|(_, _, s)| s.encoded.is_some())
+            .filter_map(|(i, v, _)| Some((*i, v.dirty_mark(locks[*i].as_ref()?.storage_key())?)))
+            .collect();
+        let mut puts: Vec<BatchPut<'_>> = staged
             .iter()
             .filter_map(|(i, v, s)| {
                 Some(BatchPut {
@@ -218,6 +378,13 @@ impl Node {
                 })
             })
             .collect();
+        for (i, mark) in &marks {
+            puts.push(BatchPut {
+                partition: targets[*i].partition,
+                key: mark,
+                value: b"",
+            });
+        }
         let result = if puts.is_empty() {
             Ok(())
         } else {

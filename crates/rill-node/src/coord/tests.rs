@@ -64,10 +64,10 @@ async fn get(node: &Node, bkey: &BKey) -> GetResponse {
 }
 
 /// The replicas (vnodes) of a key, in preference-list order.
-fn replicas<'a>(node: &'a Node, bkey: &BKey) -> Vec<&'a crate::vnode::Vnode> {
+fn replicas(node: &Node, bkey: &BKey) -> Vec<std::sync::Arc<crate::vnode::Vnode>> {
     node.preflist(bkey, 3)
         .iter()
-        .map(|e| node.local_vnode(e.partition).unwrap())
+        .map(|e| node.vnode(e.partition).unwrap())
         .collect()
 }
 
@@ -86,7 +86,7 @@ async fn read_repair_restores_a_missing_replica() {
     let node = node_with(|_| {});
     let k = bkey("b", "k");
     put(&node, &k, "v", VClock::new()).await;
-    let third = replicas(&node, &k)[2];
+    let third = replicas(&node, &k)[2].clone();
     third.damage(&k, None);
     assert!(third.get(&k).unwrap().is_none());
 
@@ -107,7 +107,7 @@ async fn read_repair_brings_a_stale_replica_forward() {
     let node = node_with(|_| {});
     let k = bkey("b", "k");
     let v1 = put(&node, &k, "v1", VClock::new()).await;
-    let stale = replicas(&node, &k)[1];
+    let stale = replicas(&node, &k)[1].clone();
     let old_bytes = stale.raw(&k).unwrap();
     let v2 = put(&node, &k, "v2", v1.vclock.clone()).await;
     stale.damage(&k, Some(&old_bytes));
