@@ -2,7 +2,15 @@
 //! HTTP API (port 8098) in [`http`]. Both translate wire requests into the node's
 //! protocol-neutral requests (`rill_node::request`) and the node's answers back into Riak's
 //! messages, status codes and headers.
+//!
+//! What any client may cost the node is bounded in one place for both listeners
+//! ([`client_limits`]): a node-wide budget for request bytes held in memory ([`budget`]), a
+//! connection limit per listener ([`connections`]), and a deadline for a request that has
+//! begun to finish arriving.
 
+pub mod budget;
+pub mod client_limits;
+pub mod connections;
 pub mod http;
 pub mod pb;
 

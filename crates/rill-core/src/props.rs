@@ -369,6 +369,21 @@ impl PropsError {
         Value::Object(map)
     }
 
+    /// The same refusals with `context` before each message (for example the bucket that a
+    /// bucket type's change would break).
+    pub fn within(self, context: &str) -> PropsError {
+        PropsError {
+            errors: self
+                .errors
+                .into_iter()
+                .map(|e| PropError {
+                    property: e.property,
+                    message: format!("{context}: {}", e.message),
+                })
+                .collect(),
+        }
+    }
+
     fn describe(&self) -> String {
         let parts: Vec<String> = self
             .errors
@@ -709,23 +724,57 @@ impl BucketProps {
         }
     }
 
+    /// The quorum properties given as numbers larger than `n_val` (no request could ever
+    /// gather that many replies), each with the reason.
+    fn quorums_over_n_val(&self) -> impl Iterator<Item = (QuorumParam, String)> + '_ {
+        QuorumParam::ALL
+            .into_iter()
+            .filter_map(|param| match self.quorum(param) {
+                Quorum::N(k) if k > self.n_val => Some((
+                    param,
+                    format!("{param} of {k} is larger than n_val ({})", self.n_val),
+                )),
+                _ => None,
+            })
+    }
+
+    /// Checks that a bucket with these properties can serve requests on a ring of
+    /// `ring_size` partitions: `n_val` between 1 and the partition count (a preference list
+    /// holds distinct partitions, so a larger one could never be filled and every request
+    /// would fail its quorum), and no quorum given as a number larger than `n_val`. Each
+    /// refusal names the property, its value and the limit.
+    ///
+    /// Properties are checked this way whenever they are set or a bucket type is created or
+    /// updated; properties stored before the check existed are reported by the same check.
+    pub fn check_servable(&self, ring_size: u32) -> Result<(), PropsError> {
+        let mut errors = Errors::default();
+        if self.n_val == 0 {
+            errors.add("n_val", "n_val must be a positive integer");
+        } else if self.n_val > ring_size {
+            errors.add(
+                "n_val",
+                format!(
+                    "n_val of {} is larger than the ring's {ring_size} partitions",
+                    self.n_val
+                ),
+            );
+        }
+        for (param, message) in self.quorums_over_n_val() {
+            errors.add(param.as_str(), message);
+        }
+        errors.into_result()
+    }
+
     /// Rules about combinations of values, checked on the patched properties.
     fn check_combination(&self, patch: &Map<String, Value>, errors: &mut Errors) {
-        for param in QuorumParam::ALL {
-            if let Quorum::N(k) = self.quorum(param)
-                && k > self.n_val
-            {
-                // Report it against the property the patch touched (n_val if only that changed).
-                let key = if patch.contains_key(param.as_str()) || !patch.contains_key("n_val") {
-                    param.as_str()
-                } else {
-                    "n_val"
-                };
-                errors.add(
-                    key,
-                    format!("{param} of {k} is larger than n_val ({})", self.n_val),
-                );
-            }
+        for (param, message) in self.quorums_over_n_val() {
+            // Report it against the property the patch touched (n_val if only that changed).
+            let key = if patch.contains_key(param.as_str()) || !patch.contains_key("n_val") {
+                param.as_str()
+            } else {
+                "n_val"
+            };
+            errors.add(key, message);
         }
         if self.last_write_wins && self.dvv_enabled {
             errors.add(
@@ -1152,6 +1201,53 @@ mod tests {
     }
 
     #[test]
+    fn servable_props_fit_the_ring_and_their_n_val() {
+        let base = BucketProps::default_type();
+        assert_eq!(base.check_servable(64), Ok(()));
+        let whole_ring = BucketProps {
+            n_val: 64,
+            ..base.clone()
+        };
+        assert_eq!(whole_ring.check_servable(64), Ok(()));
+        let e = BucketProps {
+            n_val: 1_000_000,
+            ..base.clone()
+        }
+        .check_servable(64)
+        .unwrap_err();
+        assert_eq!(err_props(&e), vec!["n_val"]);
+        assert_eq!(
+            e.errors[0].message,
+            "n_val of 1000000 is larger than the ring's 64 partitions"
+        );
+        let e = BucketProps {
+            n_val: 0,
+            ..base.clone()
+        }
+        .check_servable(64)
+        .unwrap_err();
+        assert_eq!(err_props(&e), vec!["n_val"]);
+        // Numbers above n_val, each named with its value and the limit; symbolic values fit.
+        let over = BucketProps {
+            r: Quorum::N(4),
+            rw: Quorum::N(5),
+            pw: Quorum::N(3),
+            w: Quorum::All,
+            ..base
+        };
+        let e = over.check_servable(64).unwrap_err();
+        assert_eq!(err_props(&e), vec!["r", "rw"]);
+        assert_eq!(e.errors[0].message, "r of 4 is larger than n_val (3)");
+        assert_eq!(e.errors[1].message, "rw of 5 is larger than n_val (3)");
+        let e = e.within("it would break bucket b");
+        assert_eq!(
+            e.to_string(),
+            "r: it would break bucket b: r of 4 is larger than n_val (3); \
+             rw: it would break bucket b: rw of 5 is larger than n_val (3)"
+        );
+    }
+
+    #[test]
     fn last_write_wins_excludes_dvv() {
         let t = BucketProps::new_type_defaults();
         let e = t
@@ -1375,6 +1471,25 @@ mod tests {
                 Ok(v) => prop_assert!(v <= n),
                 Err(QuorumError::NValViolation { value, .. }) => prop_assert!(value > n),
                 Err(e) => prop_assert!(q == Quorum::Default && d == Quorum::Default, "{}", e),
+            }
+        }
+
+        #[test]
+        fn props_that_pass_the_check_resolve_every_quorum(
+            n in 0u32..80, ring in prop_oneof![Just(8u32), Just(16), Just(64)],
+            qs in proptest::collection::vec(quorum(), 7),
+        ) {
+            let mut p = BucketProps { n_val: n, ..BucketProps::default_type() };
+            for (param, q) in QuorumParam::ALL.into_iter().zip(qs) {
+                *p.quorum_mut(param) = q;
+            }
+            if p.check_servable(ring).is_ok() {
+                prop_assert!(n >= 1 && n <= ring);
+                for param in QuorumParam::ALL {
+                    if p.quorum(param) != Quorum::Default {
+                        prop_assert!(p.resolve_quorum(param, Quorum::Default).is_ok());
+                    }
+                }
             }
         }
 

@@ -15,6 +15,12 @@
 //! compare a digest of all stamps now and then and exchange entries when they differ, so a node
 //! that missed a broadcast (it was down, or partitioned) converges too. A reset is a stamped
 //! deletion (a tombstone), so it cannot be undone by an older entry arriving late.
+//!
+//! Properties no ring could serve (an `n_val` above the partition count, a quorum above the
+//! `n_val`; see `BucketProps::check_servable`) are refused whenever they are set here, and a
+//! type update that would leave one of its buckets so is refused too. Entries stored before
+//! that check existed are loaded all the same and reported in the log, so the node keeps
+//! serving and an operator can fix them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -86,6 +92,8 @@ pub struct Metadata {
     me: NodeName,
     /// The wall clock (through the node's network seam).
     net: Arc<dyn Net>,
+    /// Partitions of the ring (fixed for the cluster's life): the bound on `n_val`.
+    ring_size: u32,
     state: RwLock<State>,
     /// Local changes, for the gossip worker to broadcast.
     changes: mpsc::UnboundedSender<Entry>,
@@ -104,12 +112,15 @@ struct State {
 }
 
 impl Metadata {
-    /// Loads every stored type and bucket patch. Local changes are announced on `changes`.
+    /// Loads every stored type and bucket patch, and logs a warning for each type or bucket
+    /// whose properties cannot serve requests on a ring of `ring_size` partitions. Local
+    /// changes are announced on `changes`.
     pub fn load(
         store: Arc<dyn PartitionStore>,
         me: NodeName,
         net: Arc<dyn Net>,
         changes: mpsc::UnboundedSender<Entry>,
+        ring_size: u32,
     ) -> NodeResult<Self> {
         let mut state = State::default();
         for prefix in [TYPE_KEY.as_bytes(), BUCKET_KEY] {
@@ -120,13 +131,47 @@ impl Metadata {
                 state.install(k, stored.stamp, stored.value)?;
             }
         }
-        Ok(Metadata {
+        let meta = Metadata {
             store,
             me,
             net,
+            ring_size,
             state: RwLock::new(state),
             changes,
-        })
+        };
+        for (what, e) in meta.unservable() {
+            tracing::warn!(
+                "{what} has properties that cannot serve requests on this ring of {ring_size} \
+                 partitions ({e}); its requests fail until the properties are fixed"
+            );
+        }
+        Ok(meta)
+    }
+
+    /// Every bucket type and bucket whose stored properties cannot serve requests, named as
+    /// an operator would look for it, with the reason.
+    pub fn unservable(&self) -> Vec<(String, NodeError)> {
+        let state = self.state.read();
+        let mut out = Vec::new();
+        for (name, t) in &state.types {
+            if let Err(e) = t.props().and_then(|p| self.check(&p)) {
+                out.push((format!("bucket type {name}"), e));
+            }
+        }
+        for bucket in state.bucket_patches.keys() {
+            match state.effective(bucket).and_then(|p| self.check(&p)) {
+                // A bucket of an unknown or inactive type is not served at all.
+                Ok(())
+                | Err(NodeError::UnknownBucketType(_) | NodeError::InactiveBucketType(_)) => {}
+                Err(e) => out.push((describe(bucket), e)),
+            }
+        }
+        out
+    }
+
+    /// Refuses properties no request could be served with on this ring.
+    fn check(&self, props: &BucketProps) -> NodeResult<()> {
+        Ok(props.check_servable(self.ring_size)?)
     }
 
     /// The effective properties of a bucket; fails for unknown or inactive types.
@@ -151,7 +196,7 @@ impl Metadata {
             .unwrap_or(Value::Object(Default::default()));
         merge_patch(&mut merged, patch)?;
         // Validate the whole result against the type, so immutable props stay put.
-        with_overrides(&type_props, &merged)?;
+        self.check(&with_overrides(&type_props, &merged)?)?;
         self.write(&mut state, bucket_meta_key(bucket), Some(merged))
     }
 
@@ -194,7 +239,7 @@ impl Metadata {
                 "Bucket type {name} already exists and is active"
             )));
         }
-        BucketProps::create_type(patch, self.me.clone())?;
+        self.check(&BucketProps::create_type(patch, self.me.clone())?)?;
         let t = BucketType {
             patch: patch.clone(),
             active: false,
@@ -235,6 +280,15 @@ impl Metadata {
         merge_patch(&mut t.patch, patch)?;
         let new = t.props()?;
         validate_type_update(&old, &new)?;
+        self.check(&new)?;
+        // Buckets of the type inherit the change: none may be left unable to serve.
+        for (bucket, patch) in &state.bucket_patches {
+            if bucket.btype.as_ref() == name.as_bytes() {
+                with_overrides(&new, patch)
+                    .and_then(|p| self.check(&p))
+                    .map_err(|e| within(e, &format!("it would break {}", describe(bucket))))?;
+            }
+        }
         self.write(&mut state, type_key(name), Some(type_json(&t)))
     }
 
@@ -464,6 +518,24 @@ fn merge_patch(into: &mut Value, patch: &Value) -> NodeResult<()> {
     Ok(())
 }
 
+/// A refusal of props with `context` before each reason; other errors pass unchanged.
+fn within(e: NodeError, context: &str) -> NodeError {
+    match e {
+        NodeError::InvalidProps(p) => NodeError::InvalidProps(p.within(context)),
+        other => other,
+    }
+}
+
+/// A bucket as an operator finds it: `bucket B` for the default type, else `bucket T/B`.
+fn describe(bucket: &Bucket) -> String {
+    let name = String::from_utf8_lossy(&bucket.name);
+    if bucket.btype.as_ref() == DEFAULT_TYPE.as_bytes() {
+        format!("bucket {name}")
+    } else {
+        format!("bucket {}/{name}", String::from_utf8_lossy(&bucket.btype))
+    }
+}
+
 fn type_key(name: &str) -> Bytes {
     Bytes::from(format!("{TYPE_KEY}{name}"))
 }
@@ -485,6 +557,31 @@ mod tests {
     use rill_storage::{Backend, MemoryBackend};
     use serde_json::json;
 
+    const RING: u32 = 16;
+
+    fn metadata(store: Arc<dyn PartitionStore>) -> Metadata {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Metadata::load(
+            store,
+            NodeName::from("n@h"),
+            Arc::new(rill_net::TokioNet),
+            tx,
+            RING,
+        )
+        .unwrap()
+    }
+
+    fn refused(result: NodeResult<()>) -> String {
+        match result {
+            Err(NodeError::InvalidProps(e)) => e.to_string(),
+            other => panic!("expected refused properties, got {other:?}"),
+        }
+    }
+
+    fn bucket(btype: &str, name: &str) -> Bucket {
+        Bucket::new(btype.to_string(), name.to_string()).unwrap()
+    }
+
     fn meta(name: &str) -> (Metadata, mpsc::UnboundedReceiver<Entry>) {
         let backend = MemoryBackend::default();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -494,6 +591,7 @@ mod tests {
                 NodeName::from(name),
                 Arc::new(rill_net::TokioNet),
                 tx,
+                RING,
             )
             .unwrap(),
             rx,
@@ -599,9 +697,78 @@ mod tests {
             .put(b"type/old", br#"{"patch":{"n_val":1},"active":true}"#)
             .unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
-        let m =
-            Metadata::load(store, NodeName::from("a"), Arc::new(rill_net::TokioNet), tx).unwrap();
+        let m = Metadata::load(
+            store,
+            NodeName::from("a"),
+            Arc::new(rill_net::TokioNet),
+            tx,
+            RING,
+        )
+        .unwrap();
         assert_eq!(m.type_props("old").unwrap().0.n_val, 1);
         assert_eq!(m.entries()[0].stamp.us, 0);
+    }
+
+    #[test]
+    fn props_no_ring_can_serve_are_refused_when_set() {
+        let meta = metadata(MemoryBackend::new().metadata());
+        let b = bucket(DEFAULT_TYPE, "b");
+        let e = refused(meta.set_bucket_props(&b, &json!({"n_val": 17})));
+        assert_eq!(
+            e,
+            "n_val: n_val of 17 is larger than the ring's 16 partitions"
+        );
+        assert!(meta.set_bucket_props(&b, &json!({"n_val": 16})).is_ok());
+        assert_eq!(meta.bucket_props(&b).unwrap().n_val, 16);
+        let e = refused(meta.create_type("t", &json!({"n_val": 1000})));
+        assert!(e.contains("n_val of 1000"), "{e}");
+        assert!(meta.list_types().iter().all(|(n, _)| n != "t"));
+
+        meta.create_type("t", &json!({"n_val": 5})).unwrap();
+        meta.activate_type("t").unwrap();
+        let e = refused(meta.update_type("t", &json!({"n_val": 64})));
+        assert!(e.contains("ring's 16 partitions"), "{e}");
+        // A bucket of the type that relies on its n_val: the type cannot pull it below.
+        let tb = bucket("t", "five");
+        meta.set_bucket_props(&tb, &json!({"w": 5})).unwrap();
+        let e = refused(meta.update_type("t", &json!({"n_val": 3})));
+        assert_eq!(
+            e,
+            "w: it would break bucket t/five: w of 5 is larger than n_val (3)"
+        );
+        assert_eq!(meta.bucket_props(&tb).unwrap().n_val, 5, "nothing changed");
+        assert!(meta.unservable().is_empty());
+    }
+
+    #[test]
+    fn stored_props_that_are_now_refused_load_are_reported_and_can_be_fixed() {
+        let store = MemoryBackend::new().metadata();
+        // As an older version stored them, before the check existed.
+        let b = bucket(DEFAULT_TYPE, "huge");
+        store
+            .put(&bucket_meta_key(&b), br#"{"n_val":1000000}"#)
+            .unwrap();
+        let t = BucketType {
+            patch: json!({"n_val": 100}),
+            active: true,
+            claimant: None,
+        };
+        store
+            .put(b"type/wide", &serde_json::to_vec(&t).unwrap())
+            .unwrap();
+        let meta = metadata(store.clone());
+        let mut found: Vec<String> = meta.unservable().into_iter().map(|(w, _)| w).collect();
+        found.sort();
+        assert_eq!(found, ["bucket huge", "bucket type wide"]);
+        // The node serves them as stored (requests then fail their quorum, not the node).
+        assert_eq!(meta.bucket_props(&b).unwrap().n_val, 1_000_000);
+        // A change that keeps the bad value is refused and says which; a fix is taken.
+        let e = refused(meta.set_bucket_props(&b, &json!({"r": 1})));
+        assert!(e.starts_with("n_val: n_val of 1000000"), "{e}");
+        meta.set_bucket_props(&b, &json!({"n_val": 3})).unwrap();
+        meta.update_type("wide", &json!({"n_val": 8})).unwrap();
+        assert!(meta.unservable().is_empty());
+        // And it stays fixed after a restart.
+        assert!(metadata(store).unservable().is_empty());
     }
 }

@@ -117,7 +117,13 @@ impl Node {
         let meta_store = backend.metadata();
         let state = cluster::load_state(meta_store.as_ref(), &config, &name, &*net)?;
         let (meta_tx, meta_rx) = mpsc::unbounded_channel();
-        let metadata = Metadata::load(meta_store.clone(), name.clone(), net.clone(), meta_tx)?;
+        let metadata = Metadata::load(
+            meta_store.clone(),
+            name.clone(),
+            net.clone(),
+            meta_tx,
+            config.ring_size,
+        )?;
         let cache = Arc::new(ObjectCache::new(config.object_cache_bytes));
         let auth = match &config.cluster_secret {
             Some(s) => Auth::new(s),

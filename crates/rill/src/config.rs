@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use rill_api::client_limits::{self, ClientLimits};
 use rill_api::http::HttpConfig;
 use rill_api::pb::server::PbConfig;
 use rill_node::{BackendKind, DeleteMode, NodeConfig};
@@ -74,6 +76,18 @@ pub struct StartArgs {
     /// Serve the admin endpoints to non-loopback clients too [default: false]
     #[arg(long, env = "RILL_ADMIN_REMOTE")]
     pub admin_remote: Option<bool>,
+    /// Memory for request bytes being received, node-wide, in MiB: past it, connections wait
+    /// (their sockets are not read); a request larger than all of it is refused [default: 256]
+    #[arg(long, env = "RILL_REQUEST_MEMORY_MB")]
+    pub request_memory_mb: Option<u64>,
+    /// Open client connections allowed per listener (HTTP, PB); the next one is refused
+    /// [default: 4096]
+    #[arg(long, env = "RILL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to finish sending a request (header and body) once it has begun;
+    /// slower ones are closed. Idle connections may stay open [default: 60]
+    #[arg(long, env = "RILL_READ_TIMEOUT_SECS")]
+    pub read_timeout_secs: Option<u64>,
     /// Log filter, e.g. `info` or `rill_node=debug` [default: info]
     #[arg(long, env = "RILL_LOG")]
     pub log: Option<String>,
@@ -101,6 +115,9 @@ struct FileConfig {
     delete_mode: Option<String>,
     object_size_max: Option<usize>,
     admin_remote: Option<bool>,
+    request_memory_mb: Option<u64>,
+    max_connections: Option<usize>,
+    read_timeout_secs: Option<u64>,
     log: Option<String>,
 }
 
@@ -184,12 +201,37 @@ impl Settings {
             node.limits.size_max = v;
             node.limits.size_warn = node.limits.size_warn.min(v);
         }
+        let request_memory = match args.request_memory_mb.or(file.request_memory_mb) {
+            Some(0) => bail!("request_memory_mb must be at least 1"),
+            Some(mb) => mb
+                .checked_mul(1024 * 1024)
+                .and_then(|b| usize::try_from(b).ok())
+                .context("request_memory_mb is too large")?,
+            None => client_limits::DEFAULT_REQUEST_MEMORY,
+        };
+        let max_connections = match args.max_connections.or(file.max_connections) {
+            Some(0) => bail!("max_connections must be at least 1"),
+            Some(n) => n,
+            None => client_limits::DEFAULT_MAX_CONNECTIONS,
+        };
+        let read_timeout = match args.read_timeout_secs.or(file.read_timeout_secs) {
+            Some(0) => bail!("read_timeout_secs must be at least 1"),
+            Some(secs) => Duration::from_secs(secs),
+            None => client_limits::DEFAULT_READ_TIMEOUT,
+        };
+        let clients = Arc::new(ClientLimits::new(
+            request_memory,
+            max_connections,
+            read_timeout,
+        ));
         let http = HttpConfig {
             admin_remote: args.admin_remote.or(file.admin_remote).unwrap_or(false),
             max_body: node.limits.size_max + 1024 * 1024,
+            clients: clients.clone(),
         };
         let pb = PbConfig {
             max_frame: node.limits.size_max + 1024 * 1024,
+            clients,
         };
         Ok(Settings {
             node,
@@ -244,9 +286,54 @@ mod tests {
         assert_eq!(s.node.data_dir, PathBuf::from("./data"));
         assert_eq!(s.node.ring_size, 64);
         assert_eq!(s.node.backend, BackendKind::Fjall);
+        let clients = &s.http.clients;
+        assert_eq!(clients.budget.capacity(), 256 * 1024 * 1024);
+        assert_eq!(clients.http.max(), 4096);
+        assert_eq!(clients.read_timeout, Duration::from_secs(60));
+        assert!(
+            Arc::ptr_eq(clients, &s.pb.clients),
+            "one budget for both listeners"
+        );
         assert_eq!(s.node.internode_addr.to_string(), "127.0.0.1:8099");
         assert_eq!(s.node.cluster_secret, None);
         assert_eq!(s.node.transfer_limit, 2);
+    }
+
+    #[test]
+    fn client_limits_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rill.toml");
+        std::fs::write(
+            &path,
+            "request_memory_mb = 32\nmax_connections = 10\nread_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(StartArgs {
+            config: Some(path),
+            max_connections: Some(20),
+            ..StartArgs::default()
+        })
+        .unwrap();
+        let clients = &s.pb.clients;
+        assert_eq!(clients.budget.capacity(), 32 * 1024 * 1024);
+        assert_eq!((clients.http.max(), clients.pb.max()), (20, 20));
+        assert_eq!(clients.read_timeout, Duration::from_secs(5));
+        for bad in [
+            StartArgs {
+                request_memory_mb: Some(0),
+                ..StartArgs::default()
+            },
+            StartArgs {
+                max_connections: Some(0),
+                ..StartArgs::default()
+            },
+            StartArgs {
+                read_timeout_secs: Some(0),
+                ..StartArgs::default()
+            },
+        ] {
+            assert!(Settings::resolve(bad).is_err());
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{PbClient, TestNode, http};
+use common::{PbClient, TestNode, b, get_req, http, put_req};
 use prost::Message;
 use rill_api::pb::MessageCode;
 use rill_api::pb::Request;
@@ -23,33 +23,8 @@ const DEFAULT: u32 = 4_294_967_291;
 
 const NODE_NAME: &str = "rill@127.0.0.1";
 
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
 fn text(b: &Bytes) -> &str {
     std::str::from_utf8(b).expect("UTF-8")
-}
-
-fn put_req(bucket: &str, key: &str, value: &str) -> RpbPutReq {
-    RpbPutReq {
-        bucket: b(bucket),
-        key: Some(b(key)),
-        content: RpbContent {
-            value: b(value),
-            content_type: Some(b("text/plain")),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn get_req(bucket: &str, key: &str) -> RpbGetReq {
-    RpbGetReq {
-        bucket: b(bucket),
-        key: b(key),
-        ..Default::default()
-    }
 }
 
 fn put(c: &mut PbClient, req: RpbPutReq) -> RpbPutResp {
@@ -1502,17 +1477,6 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(missing.content.is_empty());
 }
 
-/// The node's peak resident memory in KiB (`VmHWM`).
-#[cfg(target_os = "linux")]
-fn peak_rss_kib(node: &TestNode) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
@@ -1520,7 +1484,8 @@ fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
     let mut c = node.pb();
     let big = "x".repeat(1 << 20);
     put(&mut c, put_req("b", "big", &big));
-    let before = peak_rss_kib(&node);
+    let before = common::rss_kib(node.child.id());
+    let peak = common::PeakRss::start(node.child.id());
     // 300 reads of 1 MiB arrive in one write: 300 MiB of replies if they were all held.
     let reqs: Vec<Request> = (0..300)
         .map(|_| Request::Get(get_req("b", "big")))
@@ -1532,7 +1497,7 @@ fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
             1 << 20
         );
     }
-    let grown_mib = peak_rss_kib(&node).saturating_sub(before) / 1024;
+    let grown_mib = peak.finish().saturating_sub(before) / 1024;
     assert!(
         grown_mib < 64,
         "the node's peak memory grew by {grown_mib} MiB"

@@ -9,6 +9,8 @@ use http::{Method, StatusCode};
 use rill_node::metadata::TypeStatus;
 use serde_json::{Value, json};
 
+#[cfg(feature = "failpoints")]
+use super::body;
 use super::bucket::props_body;
 use super::{Api, HttpError, respond};
 
@@ -55,12 +57,12 @@ pub(crate) async fn handle(
             ))
         }
         (Some(name), false, Method::POST) => {
-            let patch = props_body(req).await?;
+            let patch = props_body(api, req).await?;
             meta.create_type(&name, &patch)?;
             Ok(respond(StatusCode::CREATED, "text/plain", Body::empty()))
         }
         (Some(name), false, Method::PUT) => {
-            let patch = props_body(req).await?;
+            let patch = props_body(api, req).await?;
             meta.update_type(&name, &patch)?;
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
         }
@@ -79,16 +81,15 @@ pub(crate) async fn handle(
 /// `DELETE` removes it. Only in builds with the `failpoints` feature (tests).
 #[cfg(feature = "failpoints")]
 pub(crate) async fn failpoint(
+    api: &Api,
     name: &str,
     method: Method,
     req: Request,
 ) -> Result<Response, HttpError> {
     match method {
         Method::PUT => {
-            let raw = axum::body::to_bytes(req.into_body(), 4096)
-                .await
-                .map_err(|_| HttpError::bad_request("failpoint action too long"))?;
-            let action = String::from_utf8_lossy(&raw);
+            let raw = body::read(api, req, 4096).await?;
+            let action = String::from_utf8_lossy(&raw.bytes);
             fail::cfg(name, action.trim()).map_err(HttpError::bad_request)?;
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
         }
@@ -105,7 +106,12 @@ pub(crate) async fn failpoint(
 
 /// Without the `failpoints` feature there are no fault-injection points to set.
 #[cfg(not(feature = "failpoints"))]
-pub(crate) async fn failpoint(_: &str, _: Method, _: Request) -> Result<Response, HttpError> {
+pub(crate) async fn failpoint(
+    _: &Api,
+    _: &str,
+    _: Method,
+    _: Request,
+) -> Result<Response, HttpError> {
     Err(HttpError::status(
         StatusCode::NOT_FOUND,
         "this build has no fault-injection points (build with --features failpoints)",

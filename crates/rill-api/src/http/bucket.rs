@@ -14,9 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::params::Params;
 use super::route::BucketRef;
-use super::{Api, HttpError, bucket_of, respond};
+use super::{Api, HttpError, body, bucket_of, respond};
 
 const JSON: &str = "application/json";
+/// Largest properties document accepted.
+const PROPS_BODY_MAX: usize = 1024 * 1024;
 
 /// `GET .../keys?keys=true|stream`.
 pub(crate) fn list_keys(
@@ -99,7 +101,7 @@ pub(crate) async fn set_props(
     req: Request,
 ) -> Result<Response, HttpError> {
     let bucket = bucket_of(bref)?;
-    let patch = props_body(req).await?;
+    let patch = props_body(api, req).await?;
     api.node.metadata().set_bucket_props(&bucket, &patch)?;
     Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
 }
@@ -126,7 +128,7 @@ pub(crate) async fn set_type_props(
     req: Request,
 ) -> Result<Response, HttpError> {
     let name = type_name(btype)?.to_string();
-    let patch = props_body(req).await?;
+    let patch = props_body(api, req).await?;
     api.node.metadata().update_type(&name, &patch)?;
     Ok(respond(StatusCode::NO_CONTENT, "text/plain", Body::empty()))
 }
@@ -185,11 +187,9 @@ pub(crate) fn preflist(api: &Api, bref: &BucketRef, key: Bytes) -> Result<Respon
 }
 
 /// Reads a `{"props":{...}}` body and returns the inner object.
-pub(crate) async fn props_body(req: Request) -> Result<Value, HttpError> {
-    let raw = axum::body::to_bytes(req.into_body(), 1024 * 1024)
-        .await
-        .map_err(|_| HttpError::bad_request("properties body too large"))?;
-    let v: Value = serde_json::from_slice(&raw)
+pub(crate) async fn props_body(api: &Api, req: Request) -> Result<Value, HttpError> {
+    let raw = body::read(api, req, PROPS_BODY_MAX).await?;
+    let v: Value = serde_json::from_slice(&raw.bytes)
         .map_err(|e| HttpError::bad_request(format!("Malformed JSON properties: {e}")))?;
     match v.get("props") {
         Some(p @ Value::Object(_)) => Ok(p.clone()),

@@ -11,7 +11,7 @@ use rill_core::cluster::Change;
 use rill_core::ring::NodeName;
 use serde_json::{Value, json};
 
-use super::{Api, HttpError, respond};
+use super::{Api, HttpError, body, respond};
 
 /// Riak's default internode (handoff) port, used when a target is given as a node name.
 const DEFAULT_INTERNODE_PORT: u16 = 8099;
@@ -24,7 +24,7 @@ pub(crate) async fn handle(
 ) -> Result<Response, HttpError> {
     let node = &api.node;
     let body = match method {
-        Method::POST | Method::PUT => json_body(req).await?,
+        Method::POST | Method::PUT => json_body(api, req).await?,
         _ => Value::Null,
     };
     let answer: Value = match (op, method) {
@@ -125,14 +125,13 @@ fn staged(changes: Vec<Change>) -> Value {
     json!({ "staged": changes })
 }
 
-async fn json_body(req: Request) -> Result<Value, HttpError> {
-    let raw = axum::body::to_bytes(req.into_body(), 64 * 1024)
-        .await
-        .map_err(|_| HttpError::bad_request("request body too large"))?;
-    if raw.is_empty() {
+async fn json_body(api: &Api, req: Request) -> Result<Value, HttpError> {
+    let raw = body::read(api, req, 64 * 1024).await?;
+    if raw.bytes.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&raw).map_err(|e| HttpError::bad_request(format!("malformed JSON: {e}")))
+    serde_json::from_slice(&raw.bytes)
+        .map_err(|e| HttpError::bad_request(format!("malformed JSON: {e}")))
 }
 
 fn str_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, HttpError> {

@@ -1,4 +1,9 @@
-//! Riak's HTTP API (port 8098), served by axum/hyper.
+//! Riak's HTTP API (port 8098), served by hyper with axum's request and response types.
+//!
+//! The listener admits at most its connection limit (the next client gets a 503 and is
+//! closed) and serves each connection itself ([`conn`]), so that a client that starts a request
+//! and stalls is closed after the read timeout while idle keep-alive connections stay open.
+//! Request bodies are read within the request memory budget ([`body`]).
 //!
 //! One handler receives every request: [`route::parse`] turns the raw path into the addressed
 //! [`route::Resource`], and [`dispatch`] picks the operation by resource and method. Each
@@ -7,8 +12,10 @@
 //! plain-text bodies in one place, [`error_response`].
 
 mod admin;
+mod body;
 mod bucket;
 mod cluster;
+mod conn;
 mod object;
 mod ops;
 mod params;
@@ -17,14 +24,17 @@ pub mod route;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use rill_core::bkey::Bucket;
 use rill_node::{Node, NodeError};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::client_limits::ClientLimits;
 
 use route::{BucketRef, Resource};
 
@@ -35,6 +45,8 @@ pub struct HttpConfig {
     pub admin_remote: bool,
     /// Largest request body accepted, in bytes (the object size limit plus headers' worth).
     pub max_body: usize,
+    /// The node's client limits, shared with the PB listener.
+    pub clients: Arc<ClientLimits>,
 }
 
 impl Default for HttpConfig {
@@ -42,16 +54,23 @@ impl Default for HttpConfig {
         HttpConfig {
             admin_remote: false,
             max_body: 51 * 1024 * 1024,
+            clients: Arc::default(),
         }
     }
 }
+
+/// What a client past the connection limit is told before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: text/plain\r\nContent-Length: 38\r\nConnection: close\r\n\r\n\
+too many connections: try again later\n";
 
 pub(crate) struct Api {
     pub(crate) node: Node,
     pub(crate) config: HttpConfig,
 }
 
-/// Serves the HTTP API on `listener` until `shutdown` resolves.
+/// Serves the HTTP API on `listener` until `shutdown` resolves; then lets the requests in
+/// flight finish, closes every connection, and returns.
 pub async fn serve(
     listener: TcpListener,
     node: Node,
@@ -59,23 +78,32 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let api = Arc::new(Api { node, config });
-    let app = Router::new().fallback(handle).with_state(api);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limit = api.config.clients.http.clone();
+    let refusal = Bytes::from_static(TOO_MANY_CONNECTIONS);
+    let (stop, stopped) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            (stream, peer, slot) = limit.accept(&listener, &refusal) => {
+                let api = api.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    conn::serve_connection(api, stream, peer, stopped).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+    let _ = stop.send(true);
+    limit.all_closed().await;
+    Ok(())
 }
 
-async fn handle(
-    State(api): State<Arc<Api>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+async fn handle(api: &Api, peer: SocketAddr, req: Request) -> Response {
     api.node.stats().http_requests.inc();
     let resource = route::parse(req.uri().path());
-    let mut resp = match dispatch(&api, peer, resource, req).await {
+    let mut resp = match dispatch(api, peer, resource, req).await {
         Ok(r) => r,
         Err(e) => {
             api.node.stats().errors.inc();
@@ -135,7 +163,7 @@ async fn dispatch(
         }
         (Resource::AdminFailpoint { name }, m) => {
             check_admin_peer(api, peer)?;
-            admin::failpoint(&name, m, req).await
+            admin::failpoint(api, &name, m, req).await
         }
         (Resource::NotFound, _) => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),
         _ => Err(HttpError::status(
@@ -189,7 +217,17 @@ fn error_response(e: &HttpError) -> Response {
     if !body.ends_with('\n') {
         body.push('\n');
     }
-    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+    let mut resp = (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response();
+    // Refused before its body was read (too large, too slow): the rest of the body is not
+    // worth reading, so the connection ends with this answer.
+    if matches!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 fn node_status(e: &NodeError) -> StatusCode {

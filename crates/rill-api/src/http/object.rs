@@ -22,7 +22,7 @@ use rill_node::request::{
 
 use super::params::Params;
 use super::route::{BucketRef, Family};
-use super::{Api, HttpError, bucket_of};
+use super::{Api, HttpError, body, bucket_of};
 
 const META_PREFIX: &str = "x-riak-meta-";
 const INDEX_PREFIX: &str = "x-riak-index-";
@@ -136,16 +136,16 @@ async fn put(
     let generated = key.is_none();
     let key = key.unwrap_or_else(generate_key);
     let bkey = BKey::new(bucket, key).map_err(bad)?;
-    let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
+    let headers = req.headers().clone();
+    let headers = &headers;
     let Some(ctype) = headers.get(header::CONTENT_TYPE) else {
         return Err(HttpError::bad_request(
             "Missing Content-Type request header",
         ));
     };
-    let value = axum::body::to_bytes(body, api.config.max_body)
-        .await
-        .map_err(|_| HttpError::status(StatusCode::PAYLOAD_TOO_LARGE, "Object too large"))?;
+    // Held until the write has been answered: the value's bytes stay charged to the budget.
+    let body = body::read(api, req, api.config.max_body).await?;
+    let value = body.bytes.clone();
     // `X-Riak-If-Not-Modified: <vclock>`: write only if the stored clock is still that one.
     let if_not_modified = headers
         .get("x-riak-if-not-modified")

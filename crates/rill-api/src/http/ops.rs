@@ -25,6 +25,7 @@ pub(crate) fn stats(api: &Api) -> Response {
     node.cluster_report(&mut m);
     node.stats().report(&mut m);
     node.memory_report(&mut m);
+    api.config.clients.report(&mut m);
     respond(
         StatusCode::OK,
         "application/json",

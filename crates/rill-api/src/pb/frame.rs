@@ -10,6 +10,12 @@
 //! connection stays usable. In particular a frame longer than the configured
 //! limit is refused from its header alone: the codec reports it and then
 //! discards its body as it arrives, never holding it in memory.
+//!
+//! The decoder never reserves buffer room for a frame it has only seen the
+//! header of: a declared length is a claim, not bytes. The caller grows its
+//! buffer as bytes arrive ([`RiakCodec::wanted`] says how many the frame under
+//! way still needs), which is how the server charges them to its request
+//! memory budget.
 
 use std::io;
 
@@ -92,6 +98,31 @@ impl RiakCodec {
         self.max_frame_len
     }
 
+    /// Whether an oversized frame's body is being thrown away as it arrives.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding > 0
+    }
+
+    /// How many more bytes the frame under way needs before it can be decoded: the rest of
+    /// its length prefix, of its body, or of an oversized body being discarded. Zero when
+    /// `src` already holds a whole frame (or nothing has begun: then the next prefix's 4).
+    pub fn wanted(&self, src: &BytesMut) -> usize {
+        if self.discarding > 0 {
+            return (self.discarding as usize).saturating_sub(src.len());
+        }
+        match src.first_chunk::<LEN_PREFIX>() {
+            None => LEN_PREFIX - src.len(),
+            Some(prefix) => {
+                let len = u32::from_be_bytes(*prefix);
+                if len > self.max_frame_len {
+                    0
+                } else {
+                    (LEN_PREFIX + len as usize).saturating_sub(src.len())
+                }
+            }
+        }
+    }
+
     /// Drops as much of an oversized frame's remainder as `src` holds.
     /// Returns whether some of it is still to come.
     fn discard(&mut self, src: &mut BytesMut) -> bool {
@@ -133,9 +164,6 @@ impl Decoder for RiakCodec {
         }
         let frame_end = LEN_PREFIX + len as usize;
         if src.len() < frame_end {
-            // Make room for the whole frame at once so a large value is
-            // read without repeated reallocation; bounded by the limit.
-            src.reserve(frame_end - src.len());
             return Ok(None);
         }
         src.advance(LEN_PREFIX);
@@ -302,6 +330,39 @@ mod tests {
         }
         buf.extend_from_slice(&raw_frame(2, b""));
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(message(2, b"")));
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing_and_wanted_counts_what_is_missing() {
+        let mut codec = RiakCodec::new();
+        let mut buf = BytesMut::new();
+        assert_eq!(codec.wanted(&buf), 4);
+        buf.extend_from_slice(&50_000_000u32.to_be_bytes()[..2]);
+        assert_eq!(codec.wanted(&buf), 2);
+        buf.extend_from_slice(&50_000_000u32.to_be_bytes()[2..]);
+        buf.extend_from_slice(&[11; 100]);
+        let before = buf.capacity();
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(
+            buf.capacity(),
+            before,
+            "no room reserved for a claimed 50 MB"
+        );
+        assert_eq!(codec.wanted(&buf), 50_000_000 + 4 - 104);
+        let mut small = BytesMut::from(&raw_frame(1, b"")[..]);
+        assert_eq!(codec.wanted(&small), 0);
+        assert!(codec.decode(&mut small).unwrap().is_some());
+
+        let mut limited = RiakCodec::with_max_frame_len(10);
+        let mut buf = BytesMut::from(&1000u32.to_be_bytes()[..]);
+        assert_eq!(
+            limited.wanted(&buf),
+            0,
+            "an oversized header decodes at once"
+        );
+        limited.decode(&mut buf).unwrap();
+        assert!(limited.is_discarding());
+        assert_eq!(limited.wanted(&buf), 1000);
     }
 
     #[test]

@@ -1,26 +1,33 @@
 //! The Protocol Buffers server (port 8087): one task per connection, requests answered in order.
 //!
 //! A connection reads frames with [`RiakCodec`], decodes each into a [`Request`], calls the node
-//! and writes the response frame(s). Nothing a client sends can end the connection except
-//! closing it: an unknown code, an undecodable body or an oversized frame is answered with
-//! `RpbErrorResp` and the next frame is served. Streamed answers (key and bucket listings) are
-//! written chunk by chunk; a client that disconnects mid-stream drops the listing's channel,
-//! which stops the scan behind it.
+//! and writes the response frame(s). An unknown code, an undecodable body or an oversized frame
+//! is answered with `RpbErrorResp` and the next frame is served. Streamed answers (key and
+//! bucket listings) are written chunk by chunk; a client that disconnects mid-stream drops the
+//! listing's channel, which stops the scan behind it.
+//!
+//! What a client costs is bounded ([`ClientLimits`]): the listener admits at most its
+//! connection limit (the next client gets an `RpbErrorResp` and is closed); a frame's bytes are
+//! read into a [`BudgetedBuf`] that grows only as they arrive and charges the request memory
+//! budget — while the budget is spent the socket is simply not read — and is held until the
+//! request has been answered; a frame larger than the whole budget is refused from its header;
+//! and a frame not complete within the read timeout of its first byte ends the connection.
+//! An idle connection (no frame begun) may stay open indefinitely.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use rill_core::bkey::{BKey, Bucket, DEFAULT_TYPE};
 use rill_core::vclock::VClock;
 use rill_node::request::{
     DeleteOptions, GetOptions, GetResponse, PutOptions, PutRequest, generate_key, generate_vtag,
 };
 use rill_node::{Node, NodeError};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::Decoder;
 
 use super::codes::MessageCode;
 use super::convert::{
@@ -30,6 +37,8 @@ use super::frame::{InboundFrame, RiakCodec};
 use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
 use crate::RIAK_API_VERSION;
+use crate::budget::{BudgetError, BudgetedBuf};
+use crate::client_limits::{ClientLimits, REQUEST_FREE_BYTES};
 
 /// Replies buffered beyond this many bytes are written even while further requests wait, so a
 /// client pipelining many reads of large objects never makes the server hold every reply.
@@ -37,18 +46,26 @@ const FLUSH_AT: usize = 256 * 1024;
 /// An output buffer grown beyond this (by one huge reply) is released once written, rather
 /// than kept for the life of the connection.
 const KEEP_CAPACITY: usize = 1024 * 1024;
+/// The most a connection reads from its socket at once (and so reserves ahead of the bytes).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What a client past the connection limit is told (in an `RpbErrorResp`) before it is closed.
+const TOO_MANY_CONNECTIONS: &str = "too many connections: try again later";
 
 /// Settings of the PB listener.
 #[derive(Clone, Debug)]
 pub struct PbConfig {
     /// Largest frame accepted (code byte + body); larger ones are refused unread.
     pub max_frame: usize,
+    /// The node's client limits, shared with the HTTP listener.
+    pub clients: Arc<ClientLimits>,
 }
 
 impl Default for PbConfig {
     fn default() -> Self {
         PbConfig {
             max_frame: super::frame::DEFAULT_MAX_FRAME_LEN as usize,
+            clients: Arc::default(),
         }
     }
 }
@@ -61,20 +78,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
+    let mut refusal = BytesMut::new();
+    error_frame(TOO_MANY_CONNECTIONS, &mut refusal);
+    let refusal = refusal.freeze();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait a moment rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer, slot) = config.clients.pb.accept(&listener, &refusal) => {
                 let node = node.clone();
                 let config = config.clone();
                 tokio::spawn(async move {
@@ -84,6 +95,7 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "PB connection ended");
                     }
                     node.stats().pbc_active.fetch_sub(1, Ordering::Relaxed);
+                    drop(slot);
                 });
             }
         }
@@ -91,51 +103,145 @@ pub async fn serve(
 }
 
 struct Connection {
-    reader: FramedRead<tokio::net::tcp::OwnedReadHalf, RiakCodec>,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    codec: RiakCodec,
+    /// Received bytes not yet served, charged to the request memory budget.
+    inbuf: BudgetedBuf,
+    /// When the frame under way began to arrive (none while idle).
+    frame_started: Option<Instant>,
     writer: tokio::net::tcp::OwnedWriteHalf,
     out: BytesMut,
     node: Node,
     client_id: Bytes,
+    max_frame: usize,
+    clients: Arc<ClientLimits>,
+}
+
+/// Why a connection stopped reading.
+enum ReadEnd {
+    /// The client closed the connection (or it failed).
+    Closed(std::io::Result<()>),
+    /// The frame under way did not arrive within the read timeout.
+    TimedOut,
 }
 
 impl Connection {
     fn new(stream: TcpStream, node: Node, config: &PbConfig) -> Self {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        let max = u32::try_from(config.max_frame).unwrap_or(u32::MAX);
+        let clients = config.clients.clone();
+        // Frames the budget could never hold are refused from their header, like oversized
+        // ones.
+        let max = config.max_frame.min(clients.budget.capacity());
         Connection {
-            reader: FramedRead::new(r, RiakCodec::with_max_frame_len(max)),
+            reader: r,
+            codec: RiakCodec::with_max_frame_len(u32::try_from(max).unwrap_or(u32::MAX)),
+            inbuf: BudgetedBuf::new(&clients.budget, REQUEST_FREE_BYTES),
+            frame_started: None,
             writer: w,
             out: BytesMut::with_capacity(4096),
             node,
             client_id: Bytes::copy_from_slice(&rand::random::<[u8; 4]>()),
+            max_frame: config.max_frame,
+            clients,
         }
     }
 
     async fn run(mut self) -> std::io::Result<()> {
-        while let Some(frame) = self.reader.next().await {
-            let frame = frame.map_err(std::io::Error::other)?;
-            match frame {
-                InboundFrame::Message { code, body } => match Request::decode(code, body) {
-                    Ok(req) => self.handle(req).await?,
-                    Err(e) => error_frame(&e.to_string(), &mut self.out),
-                },
-                InboundFrame::TooLarge { len } => {
-                    let max = self.reader.decoder().max_frame_len();
-                    error_frame(
-                        &format!("message of {len} bytes exceeds the limit of {max} bytes"),
-                        &mut self.out,
-                    )
+        loop {
+            let mut served = false;
+            while let Some(frame) = self
+                .codec
+                .decode(self.inbuf.bytes_mut())
+                .map_err(std::io::Error::other)?
+            {
+                served = true;
+                self.serve(frame).await?;
+                // Replies to pipelined requests go out together, up to a bound.
+                if self.out.len() >= FLUSH_AT {
+                    self.flush().await?;
                 }
-                InboundFrame::Empty => error_frame("empty frame: no message code", &mut self.out),
             }
-            // Answer now unless the client already sent more (pipelining): then the replies
-            // go out together in one write, up to a bound.
-            if self.reader.read_buffer().is_empty() || self.out.len() >= FLUSH_AT {
-                self.flush().await?;
+            // The frames served are gone: their bytes go back to the budget.
+            self.inbuf.settle();
+            self.flush().await?;
+            self.frame_started = if self.inbuf.is_empty() && !self.codec.is_discarding() {
+                None
+            } else if served {
+                Some(Instant::now())
+            } else {
+                self.frame_started.or_else(|| Some(Instant::now()))
+            };
+            match self.read_more().await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(ReadEnd::Closed(result)) => return result,
+                Err(ReadEnd::TimedOut) => {
+                    self.clients.timed_out();
+                    let secs = self.clients.read_timeout.as_secs_f64();
+                    error_frame(
+                        &format!("request not received within {secs} s: closing the connection"),
+                        &mut self.out,
+                    );
+                    return self.flush().await;
+                }
             }
         }
-        self.flush().await
+    }
+
+    /// Reads what the client sent next into the budgeted buffer, at most what the frame under
+    /// way still needs (and one read's worth). Waits for budget first when the buffer must
+    /// grow; all of that within the frame's deadline, if one has begun.
+    async fn read_more(&mut self) -> Result<usize, ReadEnd> {
+        let wanted = self.codec.wanted(self.inbuf.bytes_mut());
+        let len = self.inbuf.len();
+        let (additional, upto) = if self.codec.is_discarding() {
+            // Discarded bytes pass through the free part of the buffer only.
+            let room = self.inbuf.free().saturating_sub(len).max(1);
+            (wanted.clamp(1, room), len + room)
+        } else {
+            (wanted.clamp(1, READ_CHUNK), len + wanted.max(1))
+        };
+        let read = async {
+            match self.inbuf.reserve(additional, upto).await {
+                Ok(()) => self.reader.read_buf(self.inbuf.bytes_mut()).await,
+                // The codec refuses frames larger than the budget from their header.
+                Err(e @ BudgetError::TooLarge { .. }) => Err(std::io::Error::other(e)),
+            }
+        };
+        let result = match self.frame_started {
+            None => read.await,
+            Some(started) => {
+                let deadline = tokio::time::Instant::from_std(started + self.clients.read_timeout);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(ReadEnd::TimedOut),
+                }
+            }
+        };
+        result.map_err(|e| ReadEnd::Closed(Err(e)))
+    }
+
+    async fn serve(&mut self, frame: InboundFrame) -> std::io::Result<()> {
+        match frame {
+            InboundFrame::Message { code, body } => match Request::decode(code, body) {
+                Ok(req) => self.handle(req).await?,
+                Err(e) => error_frame(&e.to_string(), &mut self.out),
+            },
+            InboundFrame::TooLarge { len } if len as usize > self.max_frame => error_frame(
+                &format!(
+                    "message of {len} bytes exceeds the limit of {} bytes",
+                    self.max_frame
+                ),
+                &mut self.out,
+            ),
+            InboundFrame::TooLarge { len } => error_frame(
+                &self.clients.budget.refuse(len as usize).to_string(),
+                &mut self.out,
+            ),
+            InboundFrame::Empty => error_frame("empty frame: no message code", &mut self.out),
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -129,14 +129,18 @@ impl GetError {
         }
     }
 
-    /// The HTTP status Riak answers with.
+    /// The HTTP status to answer with: 400 for a request no preference list could satisfy,
+    /// 503 for everything else. The other errors are availability answers (too few replicas
+    /// reachable, answering or unloaded right now), not server faults, so they are 503 even
+    /// where Riak itself answers 500 (`insufficient_vnodes`, `overload`).
     pub fn http_status(&self) -> u16 {
         match self {
             GetError::NValViolation { .. } => 400,
             GetError::RValUnsatisfied { .. }
             | GetError::PrValUnsatisfied { .. }
+            | GetError::InsufficientVnodes { .. }
+            | GetError::Overload
             | GetError::Timeout => 503,
-            GetError::InsufficientVnodes { .. } | GetError::Overload => 500,
         }
     }
 
@@ -709,7 +713,8 @@ mod tests {
         );
         let iv = GetError::InsufficientVnodes { have: 2, need: 3 };
         assert_eq!(iv.to_string(), "Error:\n{insufficient_vnodes,2,need,3}\n");
-        assert_eq!(iv.http_status(), 500);
+        assert_eq!(iv.http_status(), 503);
+        assert_eq!(GetError::Overload.http_status(), 503);
         assert_eq!(GetError::Timeout.to_string(), "request timed out\n");
         assert_eq!(GetError::Timeout.erlang_term(), "timeout");
         assert_eq!(GetError::Overload.code(), "overload");

@@ -119,15 +119,20 @@ impl PutError {
         }
     }
 
-    /// The HTTP status Riak answers with.
+    /// The HTTP status to answer with: 400 for a request no preference list could satisfy,
+    /// 503 for everything else. The other errors are availability answers (too few replicas
+    /// reachable or answering right now, the coordinating replica failing the write), not
+    /// server faults, so they are 503 even where Riak itself answers 500
+    /// (`insufficient_vnodes`, a coordinator's failure).
     pub fn http_status(&self) -> u16 {
         match self {
             PutError::NValViolation { .. } => 400,
             PutError::WValUnsatisfied { .. }
             | PutError::DwValUnsatisfied { .. }
             | PutError::PwValUnsatisfied { .. }
+            | PutError::InsufficientVnodes { .. }
+            | PutError::CoordinatorFailed(_)
             | PutError::Timeout => 503,
-            PutError::InsufficientVnodes { .. } | PutError::CoordinatorFailed(_) => 500,
         }
     }
 
@@ -652,8 +657,11 @@ mod tests {
         assert_eq!(c.to_string(), "Error:\n{too_many_siblings,101}\n");
         assert_eq!(
             (c.http_status(), c.erlang_term().as_str()),
-            (500, "{too_many_siblings,101}")
+            (503, "{too_many_siblings,101}")
         );
+        let iv = PutError::InsufficientVnodes { have: 1, need: 2 };
+        assert_eq!(iv.to_string(), "Error:\n{insufficient_vnodes,1,need,2}\n");
+        assert_eq!(iv.http_status(), 503);
         assert_eq!(PutError::Timeout.to_string(), "request timed out\n");
     }
 

@@ -350,6 +350,9 @@ impl Node {
                 // A write refused for its content (too large, too many siblings) fails the
                 // request outright: no other replica would take it either.
                 Err(e @ NodeError::Limit(_)) => return Err(e),
+                // The coordinator's failure sinks the write; its own error says why (a
+                // storage failure, a corrupt stored object) better than a quorum count.
+                Err(e) if staged.is_empty() && !opts.asis => return Err(e),
                 Err(e) => {
                     fsm.add_reply(i, PutReply::Fail(e.to_string()));
                     if matches!(fsm.outcome(), Some(Err(_))) {

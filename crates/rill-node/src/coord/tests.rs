@@ -150,16 +150,30 @@ async fn a_corrupt_replica_is_an_error_reply_that_quorum_tolerates() {
         }
         other => panic!("expected a quorum error, got {other:?}"),
     }
-    // A write needing every replica fails the same way, and names W.
-    let opts = PutOptions {
+    // The corrupt replica coordinates writes to the key: a write fails, saying why.
+    let err = node
+        .put(write("w", &k, VClock::new()), &PutOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Corrupt(_)), "{err:?}");
+    // A corrupt replica that does not coordinate only fails a write that needs every replica,
+    // and the error names W.
+    let other = bkey("b", "other");
+    put(&node, &other, "v", VClock::new()).await;
+    replicas(&node, &other)[1].damage(&other, Some(b"\xffnot an object"));
+    put(&node, &other, "v2", VClock::new()).await;
+    let all = PutOptions {
         w: Some(Quorum::All),
         ..PutOptions::default()
     };
     let err = node
-        .put(write("w", &k, VClock::new()), &opts)
+        .put(write("w", &other, VClock::new()), &all)
         .await
         .unwrap_err();
-    assert!(matches!(err, NodeError::PutQuorum(_)), "{err:?}");
+    match err {
+        NodeError::PutQuorum(e) => assert!(e.to_string().contains("W/DW"), "{e}"),
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
 }
 
 #[tokio::test]

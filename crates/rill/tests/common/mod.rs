@@ -9,11 +9,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message;
+use rill_api::pb::riak::{RpbContent, RpbGetReq, RpbPutReq};
 use rill_api::pb::{MessageCode, Request};
 
 /// A running node; killed when dropped.
@@ -23,6 +24,8 @@ pub struct TestNode {
     pub pb: SocketAddr,
     pub internode: SocketAddr,
     pub data_dir: PathBuf,
+    /// Every line the node has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -55,9 +58,12 @@ impl TestNode {
         let mut child = cmd.spawn().expect("spawning rill");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_in = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log_in.lock().unwrap().push(line.clone());
                 if !sent && line.contains("listening") {
                     let _ = tx.send(line.clone());
                     sent = true;
@@ -76,8 +82,15 @@ impl TestNode {
             pb: field(&line, "pb="),
             internode: field(&line, "internode="),
             data_dir: dir.to_path_buf(),
+            log,
             _tmp: None,
         }
+    }
+
+    /// The lines the node has logged so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -229,5 +242,85 @@ impl PbClient {
         }
         self.stream.write_all(&buf).unwrap();
         reqs.iter().map(|_| self.recv()).collect()
+    }
+}
+
+/// A process's resident memory in KiB (`VmRSS`, Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The highest resident memory of a process while it runs, sampled every few milliseconds.
+/// (`VmHWM` is no substitute: memory the allocator hands back with `madvise` lowers the RSS
+/// without the kernel recording the peak first, so `VmHWM` can even appear to fall.)
+pub struct PeakRss {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    pub fn start(pid: u32) -> PeakRss {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak.max(rss_kib(pid))
+        });
+        PeakRss { stop, sampler }
+    }
+
+    /// Stops sampling; the peak in KiB.
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().expect("sampler")
+    }
+}
+
+pub fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// An `RpbPutReq` of a text value.
+pub fn put_req(bucket: &str, key: &str, value: &str) -> RpbPutReq {
+    RpbPutReq {
+        bucket: b(bucket),
+        key: Some(b(key)),
+        content: RpbContent {
+            value: b(value),
+            content_type: Some(b("text/plain")),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+pub fn get_req(bucket: &str, key: &str) -> RpbGetReq {
+    RpbGetReq {
+        bucket: b(bucket),
+        key: b(key),
+        ..Default::default()
+    }
+}
+
+impl TestNode {
+    /// `GET path` answered with JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let text = http()
+            .get(&self.url(path))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 }
