@@ -9,6 +9,7 @@
 
 pub mod bkey;
 pub mod codec;
+pub mod crdt;
 pub mod fsm;
 pub mod merge;
 pub mod object;

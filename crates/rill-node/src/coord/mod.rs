@@ -59,5 +59,6 @@ pub(crate) fn merge_options(props: &BucketProps) -> MergeOptions {
         allow_mult: props.allow_mult,
         last_write_wins: props.last_write_wins,
         dvv_enabled: props.dvv_enabled,
+        datatype: props.datatype,
     }
 }
