@@ -19,8 +19,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::codec;
+use rill_core::crdt::object::UpdateError;
+use rill_core::crdt::{Op, VersionVector};
 use rill_core::merge::{self, MergeOptions, ReplicaMerge};
 use rill_core::object::{Content, Limits, RiakObject};
+use rill_core::props::Datatype;
 use rill_core::ring::PartitionId;
 use rill_core::vclock::{Actor, PruneLimits, VClock};
 use rill_storage::PartitionStore;
@@ -72,6 +75,16 @@ impl Staged {
             encoded: Some(encoded),
         })
     }
+}
+
+/// A data-type update as the coordinating replica applies it.
+pub struct DatatypeWrite<'a> {
+    pub datatype: Datatype,
+    pub op: &'a Op,
+    /// The client's context (what it had fetched), needed by removes.
+    pub context: Option<&'a VersionVector>,
+    /// The bucket's `hll_precision` (HLLs are reduced to it).
+    pub hll_precision: u8,
 }
 
 /// What a coordinated write needs besides the object: the bucket's merge rules and limits.
@@ -181,6 +194,39 @@ impl Vnode {
             &rules.merge,
         );
         obj.vclock.prune(rules.now_us / 1_000_000, &rules.prune);
+        check_limits(bkey, &obj, rules.limits)?;
+        Staged::changed(obj)
+    }
+
+    /// The coordinating replica's part of a data-type update: apply the operation to the
+    /// stored state as a new event of this vnode's actor. The resulting object is what the
+    /// other replicas merge ([`Vnode::stage_replica`]); staged like
+    /// [`Vnode::stage_coordinated`]. Data-type clocks are not pruned: their entries are the
+    /// state's actors, and forgetting one could reuse its event counters.
+    pub fn stage_datatype(
+        &self,
+        lock: &KeyLock<'_>,
+        bkey: &BKey,
+        write: &DatatypeWrite<'_>,
+        rules: &WriteRules<'_>,
+    ) -> NodeResult<Staged> {
+        fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
+            "vnode-coordinate-put"
+        )));
+        let local = self.read(&lock.skey)?;
+        let (obj, _) = rill_core::crdt::object::coordinate(
+            local.as_deref(),
+            write.datatype,
+            write.op,
+            write.context,
+            self.actor,
+            rules.now_us,
+            write.hll_precision,
+        )
+        .map_err(|e| match e {
+            UpdateError::Op(e) => NodeError::Datatype(e),
+            UpdateError::Corrupt(e) => NodeError::Corrupt(e),
+        })?;
         check_limits(bkey, &obj, rules.limits)?;
         Staged::changed(obj)
     }

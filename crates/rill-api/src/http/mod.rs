@@ -188,6 +188,7 @@ fn error_response(e: &HttpError) -> Response {
 }
 
 fn node_status(e: &NodeError) -> StatusCode {
+    use rill_core::crdt::DtError;
     use rill_core::object::LimitError;
     match e {
         NodeError::UnknownBucketType(_)
@@ -198,6 +199,11 @@ fn node_status(e: &NodeError) -> StatusCode {
         }
         NodeError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         NodeError::Limit(_) => StatusCode::BAD_REQUEST,
+        // A remove without context of something absent is Riak's precondition failure.
+        NodeError::Datatype(DtError::NotPresent(_) | DtError::FieldNotPresent(_)) => {
+            StatusCode::PRECONDITION_FAILED
+        }
+        NodeError::Datatype(_) => StatusCode::BAD_REQUEST,
         // Riak answers a failed X-Riak-If-Not-Modified with 409, a failed If-None-Match with 412.
         NodeError::Modified => StatusCode::CONFLICT,
         NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,

@@ -15,7 +15,8 @@ use futures::StreamExt;
 use rill_core::bkey::{BKey, Bucket, DEFAULT_TYPE};
 use rill_core::vclock::VClock;
 use rill_node::request::{
-    DeleteOptions, GetOptions, GetResponse, PutOptions, PutRequest, generate_key, generate_vtag,
+    DeleteOptions, DtFetchOptions, DtUpdateOptions, DtUpdateRequest, GetOptions, GetResponse,
+    PutOptions, PutRequest, generate_key, generate_vtag,
 };
 use rill_node::{Node, NodeError};
 use tokio::io::AsyncWriteExt;
@@ -26,6 +27,7 @@ use super::codes::MessageCode;
 use super::convert::{
     content_from_pb, contents_to_pb, preflist_item, props_patch, props_to_pb, quorum,
 };
+use super::datatype;
 use super::frame::{InboundFrame, RiakCodec};
 use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
@@ -204,6 +206,8 @@ impl Connection {
                 })
             }
             Request::GetBucketKeyPreflist(m) => self.preflist(m),
+            Request::DtFetch(m) => self.dt_fetch(m).await,
+            Request::DtUpdate(m) => self.dt_update(m).await,
             other => Err(NodeError::BadRequest(format!(
                 "{} is not supported by this version of Rill",
                 other.code()
@@ -295,6 +299,53 @@ impl Connection {
             key: generated.then(|| bkey.key.clone()),
         };
         self.respond(MessageCode::PutResp, &resp)
+    }
+
+    async fn dt_fetch(&mut self, m: DtFetchReq) -> Result<(), NodeError> {
+        let bkey = bkey(Some(m.r#type), m.bucket, m.key)?;
+        let opts = DtFetchOptions {
+            r: quorum(m.r),
+            pr: quorum(m.pr),
+            basic_quorum: m.basic_quorum,
+            notfound_ok: m.notfound_ok,
+            n_val: m.n_val,
+            timeout: timeout(m.timeout),
+        };
+        let include_context = m.include_context.unwrap_or(true);
+        let (dt, state) = self.node.dt_fetch(&bkey, &opts).await?;
+        let resp = DtFetchResp {
+            context: state
+                .as_ref()
+                .and_then(|s| datatype::context_to_pb(s, include_context)),
+            r#type: datatype::data_type(dt) as i32,
+            value: state.as_ref().map(datatype::value_to_pb),
+        };
+        self.respond(MessageCode::DtFetchResp, &resp)
+    }
+
+    async fn dt_update(&mut self, m: DtUpdateReq) -> Result<(), NodeError> {
+        let generated = m.key.is_none();
+        let key = m.key.unwrap_or_else(generate_key);
+        let req = DtUpdateRequest {
+            bkey: bkey(Some(m.r#type), m.bucket, key)?,
+            op: datatype::op_from_pb(m.op)?,
+            context: datatype::context_from_pb(m.context)?,
+        };
+        let opts = DtUpdateOptions {
+            w: quorum(m.w),
+            dw: quorum(m.dw),
+            pw: quorum(m.pw),
+            n_val: m.n_val,
+            return_body: m.return_body.unwrap_or(false),
+            timeout: timeout(m.timeout),
+        };
+        let state = self.node.dt_update(&req, &opts).await?;
+        let resp = datatype::update_resp(
+            generated.then(|| req.bkey.key.clone()),
+            state.as_ref(),
+            m.include_context.unwrap_or(true),
+        );
+        self.respond(MessageCode::DtUpdateResp, &resp)
     }
 
     async fn del(&mut self, m: RpbDelReq) -> Result<(), NodeError> {

@@ -43,7 +43,7 @@ pub enum DtError {
     #[error("{{precondition,{{not_present,{{{},{}}}}}}}", erlang_binary(&.0.name), .0.kind.riak_module())]
     FieldNotPresent(FieldKey),
     /// The operation is for another data type than the bucket holds.
-    #[error("Operation type is `{op}` but bucket type has `datatype` {bucket}.")]
+    #[error("Operation type is `{op}` but  bucket type is `{bucket}`.")]
     WrongType {
         op: &'static str,
         bucket: &'static str,

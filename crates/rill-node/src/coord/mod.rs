@@ -1,6 +1,7 @@
 //! Request coordinators: the drivers that take a client request through the ring, the replicas
 //! and the pure quorum state machines of `rill_core::fsm`, one module per operation.
 
+mod datatype;
 mod delete;
 mod get;
 mod list;

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use rill_core::bkey::BKey;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
 use std::sync::Arc;
 
@@ -18,7 +19,15 @@ use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
-use crate::vnode::{KeyLock, Staged, Vnode, WriteRules};
+use crate::vnode::{DatatypeWrite, KeyLock, Staged, Vnode, WriteRules};
+
+/// What the coordinating replica makes of a write.
+pub(crate) enum Coordinated<'a> {
+    /// A client's object under its context; with `asis` it is stored as it is, uncoordinated.
+    Object { req: &'a PutRequest, asis: bool },
+    /// A data-type operation applied to the replica's state (`coord::datatype`).
+    Datatype(DatatypeWrite<'a>),
+}
 
 impl Node {
     /// Writes an object with the request's quorum and conditional options.
@@ -33,6 +42,15 @@ impl Node {
 
     async fn put_inner(&self, req: PutRequest, opts: &PutOptions) -> NodeResult<PutResponse> {
         let props = self.inner.metadata.bucket_props(&req.bkey.bucket)?;
+        // Deletes write tombstones through here; any other value would not be a state.
+        if let Some(dt) = props.datatype
+            && !req.content.is_tombstone()
+        {
+            return Err(NodeError::BadRequest(format!(
+                "Bucket datatype `{}` holds a data type: write it with the data type API",
+                dt.as_str()
+            )));
+        }
         let n = resolve_n(opts.n_val, &props)?;
         let params = PutParams {
             n,
@@ -44,7 +62,16 @@ impl Node {
 
         let targets = self.preflist(&req.bkey, n);
         let stored = self
-            .write_replicas(&req, opts, &props, params, &targets)
+            .write_replicas(
+                &req.bkey,
+                &Coordinated::Object {
+                    req: &req,
+                    asis: opts.asis,
+                },
+                &props,
+                params,
+                &targets,
+            )
             .await?;
         let object = if opts.return_body {
             Some(Arc::unwrap_or_clone(stored))
@@ -86,14 +113,15 @@ impl Node {
     /// coordinator stored.
     pub(crate) async fn write_replicas(
         &self,
-        req: &PutRequest,
-        opts: &PutOptions,
+        bkey: &BKey,
+        write: &Coordinated<'_>,
         props: &BucketProps,
         params: PutParams,
         targets: &[PreflistEntry],
     ) -> NodeResult<Arc<RiakObject>> {
         // The first target coordinates; `asis` writes have no coordinator (every replica merges).
-        let coordinator = (!opts.asis).then_some(0);
+        let asis = matches!(write, Coordinated::Object { asis: true, .. });
+        let coordinator = (!asis).then_some(0);
         let mut fsm: PutFsm<usize, Arc<RiakObject>> =
             PutFsm::new(params, fsm_targets(targets), coordinator).map_err(NodeError::PutQuorum)?;
         // With synced writes the engine's journal lock is held for the length of each fsync,
@@ -106,10 +134,10 @@ impl Node {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let stored = if self.inner.config.sync_writes && multi_thread {
             tokio::task::block_in_place(|| {
-                self.write_local_replicas(req, opts, props, targets, &mut fsm)
+                self.write_local_replicas(bkey, write, props, targets, &mut fsm)
             })?
         } else {
-            self.write_local_replicas(req, opts, props, targets, &mut fsm)?
+            self.write_local_replicas(bkey, write, props, targets, &mut fsm)?
         };
 
         // One group commit covers every local replica's write: that is DW.
@@ -142,8 +170,8 @@ impl Node {
     /// Returns the replicas that stored the write, coordinator first, with what they hold.
     fn write_local_replicas(
         &self,
-        req: &PutRequest,
-        opts: &PutOptions,
+        bkey: &BKey,
+        write: &Coordinated<'_>,
         props: &BucketProps,
         targets: &[PreflistEntry],
         fsm: &mut PutFsm<usize, Arc<RiakObject>>,
@@ -163,39 +191,40 @@ impl Node {
         let mut order = vnodes.clone();
         order.sort_by_key(|(_, v)| v.partition());
         for (i, v) in order {
-            locks[i] = Some(v.lock_key(&req.bkey));
+            locks[i] = Some(v.lock_key(bkey));
         }
 
         let mut staged: Vec<(usize, &Vnode, Staged)> = Vec::with_capacity(vnodes.len());
         for &(i, v) in &vnodes {
             let lock = locks[i].as_ref().expect("locked above");
-            let result = match staged.first() {
-                None if !opts.asis => {
-                    let rules = WriteRules {
-                        merge,
-                        prune: prune_limits(props),
-                        limits,
-                        now_us: self.now_us(),
-                    };
-                    v.stage_coordinated(lock, &req.bkey, &req.context, req.content.clone(), &rules)
-                }
-                Some((_, _, coordinated)) => {
+            let rules = || WriteRules {
+                merge,
+                prune: prune_limits(props),
+                limits,
+                now_us: self.now_us(),
+            };
+            let result = match (staged.first(), write) {
+                (Some((_, _, coordinated)), _) => {
                     let obj = coordinated.object.clone();
-                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                    v.stage_replica(lock, bkey, &obj, &merge, limits)
                 }
-                None => {
+                (None, Coordinated::Object { req, asis: false }) => {
+                    v.stage_coordinated(lock, bkey, &req.context, req.content.clone(), &rules())
+                }
+                (None, Coordinated::Object { req, asis: true }) => {
                     let obj = RiakObject {
                         vclock: req.context.clone(),
                         contents: vec![req.content.clone()],
                     };
-                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                    v.stage_replica(lock, bkey, &obj, &merge, limits)
                 }
+                (None, Coordinated::Datatype(dw)) => v.stage_datatype(lock, bkey, dw, &rules()),
             };
             match result {
                 Ok(s) => staged.push((i, v, s)),
-                // A write refused for its content (too large, too many siblings) fails the
-                // request outright: no other replica would take it either.
-                Err(e @ NodeError::Limit(_)) => return Err(e),
+                // A write refused for its content (too large, too many siblings, a data-type
+                // precondition) fails the request outright: no other replica would take it.
+                Err(e @ (NodeError::Limit(_) | NodeError::Datatype(_))) => return Err(e),
                 Err(e) => {
                     fsm.add_reply(i, PutReply::Fail(e.to_string()));
                     if matches!(fsm.outcome(), Some(Err(_))) {
