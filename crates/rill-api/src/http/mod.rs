@@ -8,6 +8,7 @@
 
 mod admin;
 mod bucket;
+mod datatype;
 mod object;
 mod ops;
 mod params;
@@ -105,6 +106,16 @@ async fn dispatch(
         }
         (Resource::Keys { bucket }, Method::POST) => {
             object::handle(api, bucket, None, Method::POST, req).await
+        }
+        (
+            Resource::Datatype {
+                bucket,
+                key: Some(key),
+            },
+            Method::GET,
+        ) => datatype::fetch(api, &bucket, key, &params).await,
+        (Resource::Datatype { bucket, key }, Method::POST) => {
+            datatype::update(api, &bucket, key, &params, req).await
         }
         (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &params),
         (Resource::LegacyBucket { bucket }, Method::POST) => {

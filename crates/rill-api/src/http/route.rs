@@ -44,6 +44,11 @@ pub enum Resource {
     Keys {
         bucket: BucketRef,
     },
+    /// `.../datatypes/K` (`key` is `None` for `.../datatypes`, where a POST creates a key).
+    Datatype {
+        bucket: BucketRef,
+        key: Option<Bytes>,
+    },
     /// `.../props`
     BucketProps {
         bucket: BucketRef,
@@ -158,6 +163,11 @@ fn bucket_resource(bucket: BucketRef, rest: &[&[u8]], owned: &[Bytes]) -> Resour
             key: owned[1].clone(),
         },
         [b"props"] => Resource::BucketProps { bucket },
+        [b"datatypes"] => Resource::Datatype { bucket, key: None },
+        [b"datatypes", _] => Resource::Datatype {
+            bucket,
+            key: Some(owned[1].clone()),
+        },
         _ => Resource::NotFound,
     }
 }
