@@ -214,6 +214,64 @@ impl<T: Ord + Clone> Deferred<T> {
     }
 }
 
+/// A dot store that a top-level type keeps under its own clock: set members, map fields.
+pub trait DotStore: Clone + Default + PartialEq + Eq + std::fmt::Debug {
+    /// What a remove names (a member, a field).
+    type Item: Ord + Clone + std::fmt::Debug;
+
+    /// Joins `other` (with context `other_ctx`) into this store (with context `ctx`).
+    fn join(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector);
+
+    /// Forgets what `ctx` saw of `item` (a deferred remove running).
+    fn remove_seen_item(&mut self, item: &Self::Item, ctx: &VersionVector);
+}
+
+/// A top-level observed-remove type (sets, maps): its store, the clock of every event it has
+/// seen, and the removes waiting for that clock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Causal<S: DotStore> {
+    pub(crate) clock: VersionVector,
+    pub(crate) store: S,
+    pub(crate) deferred: Deferred<S::Item>,
+}
+
+impl<S: DotStore> Causal<S> {
+    /// An empty state that has seen `clock` (a deleted key's history).
+    pub fn seeded(clock: VersionVector) -> Self {
+        Causal {
+            clock,
+            store: S::default(),
+            deferred: Deferred::default(),
+        }
+    }
+
+    pub fn clock(&self) -> &VersionVector {
+        &self.clock
+    }
+
+    /// Records that the operation at `dot` was applied to the store; its removes under a
+    /// context this state has not fully seen wait for it.
+    pub(crate) fn applied(&mut self, dot: Dot, ctx: Option<&VersionVector>, removes: &[S::Item]) {
+        self.clock.witness(dot);
+        if let Some(ctx) = ctx {
+            self.deferred.defer_unless_seen(&self.clock, ctx, removes);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.store.join(&self.clock, &other.store, &other.clock);
+        self.clock.join(&other.clock);
+        for (ctx, items) in self
+            .deferred
+            .absorb_and_take_ready(&other.deferred, &self.clock)
+        {
+            for item in items {
+                self.store.remove_seen_item(&item, &ctx);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

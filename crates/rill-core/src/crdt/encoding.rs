@@ -8,10 +8,10 @@
 use bytes::Bytes;
 
 use crate::codec::{Reader, put_varint};
-use crate::crdt::causal::{Deferred, DotFun, DotSet, VersionVector};
+use crate::crdt::causal::{Causal, Deferred, DotFun, DotSet, VersionVector};
 use crate::crdt::map::{Field, FieldKey, FieldKind, FieldValue, Fields};
 use crate::crdt::set::Elements;
-use crate::crdt::{Crdt, GSet, Hll, OrMap, OrSet, PnCounter, hll};
+use crate::crdt::{Crdt, GSet, Hll, PnCounter, hll};
 use crate::vclock::{Actor, Dot};
 
 /// The current (and only) state format.
@@ -49,14 +49,14 @@ pub fn encode(crdt: &Crdt) -> Vec<u8> {
             out.push(TAG_SET);
             put_vv(&mut out, &s.clock);
             let actors = Actors::of(&s.clock);
-            put_elements(&mut out, &actors, &s.elems);
+            put_elements(&mut out, &actors, &s.store);
             put_deferred(&mut out, &s.deferred, |out, m| put_bytes(out, m));
         }
         Crdt::Map(m) => {
             out.push(TAG_MAP);
             put_vv(&mut out, &m.clock);
             let actors = Actors::of(&m.clock);
-            put_fields(&mut out, &actors, &m.fields);
+            put_fields(&mut out, &actors, &m.store);
             put_deferred(&mut out, &m.deferred, put_key);
         }
         Crdt::Hll(h) => {
@@ -115,9 +115,9 @@ pub fn decode(raw: &Bytes) -> Result<Crdt> {
             let actors = Actors::of(&clock);
             let elems = src.elements(&mut r, &actors)?;
             let deferred = read_deferred(&mut r, |r| src.bytes(r))?;
-            Crdt::Set(OrSet {
+            Crdt::Set(Causal {
                 clock,
-                elems,
+                store: elems,
                 deferred,
             })
         }
@@ -126,9 +126,9 @@ pub fn decode(raw: &Bytes) -> Result<Crdt> {
             let actors = Actors::of(&clock);
             let fields = src.fields(&mut r, &actors, 0)?;
             let deferred = read_deferred(&mut r, |r| src.key(r))?;
-            Crdt::Map(OrMap {
+            Crdt::Map(Causal {
                 clock,
-                fields,
+                store: fields,
                 deferred,
             })
         }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use crate::crdt::DtError;
-use crate::crdt::causal::{Deferred, DotFun, DotSet, VersionVector};
+use crate::crdt::causal::{Causal, DotFun, DotSet, DotStore, VersionVector};
 use crate::crdt::set::{Elements, SetOp};
 use crate::vclock::Dot;
 
@@ -338,29 +338,24 @@ impl Fields {
     }
 }
 
-/// A top-level map: its fields, the clock of every event seen, deferred field removes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OrMap {
-    pub(crate) clock: VersionVector,
-    pub(crate) fields: Fields,
-    pub(crate) deferred: Deferred<FieldKey>,
+impl DotStore for Fields {
+    type Item = FieldKey;
+
+    fn join(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) {
+        Fields::join(self, ctx, other, other_ctx);
+    }
+
+    fn remove_seen_item(&mut self, item: &FieldKey, ctx: &VersionVector) {
+        self.remove_seen(item, ctx);
+    }
 }
 
+/// A top-level map: fields under the map's clock.
+pub type OrMap = Causal<Fields>;
+
 impl OrMap {
-    /// An empty map that has seen `clock` (a deleted map's history).
-    pub fn seeded(clock: VersionVector) -> Self {
-        OrMap {
-            clock,
-            ..OrMap::default()
-        }
-    }
-
     pub fn fields(&self) -> &Fields {
-        &self.fields
-    }
-
-    pub fn clock(&self) -> &VersionVector {
-        &self.clock
+        &self.store
     }
 
     /// Applies `op` atomically: on error the map is unchanged.
@@ -371,27 +366,10 @@ impl OrMap {
         ctx: Option<&VersionVector>,
         now_us: u64,
     ) -> Result<(), DtError> {
-        let mut fields = self.fields.clone();
+        let mut fields = self.store.clone();
         fields.apply(op, dot, ctx, now_us)?;
-        self.fields = fields;
-        self.clock.witness(dot);
-        if let Some(ctx) = ctx {
-            self.deferred
-                .defer_unless_seen(&self.clock, ctx, &op.removes);
-        }
+        self.store = fields;
+        self.applied(dot, ctx, &op.removes);
         Ok(())
-    }
-
-    pub(crate) fn merge(&mut self, other: &OrMap) {
-        self.fields.join(&self.clock, &other.fields, &other.clock);
-        self.clock.join(&other.clock);
-        for (ctx, keys) in self
-            .deferred
-            .absorb_and_take_ready(&other.deferred, &self.clock)
-        {
-            for key in keys {
-                self.fields.remove_seen(&key, &ctx);
-            }
-        }
     }
 }

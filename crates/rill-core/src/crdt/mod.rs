@@ -187,8 +187,8 @@ impl Crdt {
     pub fn value(&self) -> DtValue {
         match self {
             Crdt::Counter(c) => DtValue::Counter(c.value()),
-            Crdt::Set(s) => DtValue::Set(s.elems.members().cloned().collect()),
-            Crdt::Map(m) => DtValue::Map(m.fields.view()),
+            Crdt::Set(s) => DtValue::Set(s.elements().members().cloned().collect()),
+            Crdt::Map(m) => DtValue::Map(m.fields().view()),
             Crdt::Hll(h) => DtValue::Hll(h.estimate()),
             Crdt::Gset(g) => DtValue::Gset(g.members().cloned().collect()),
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::crdt::DtError;
-use crate::crdt::causal::{Deferred, DotSet, VersionVector};
+use crate::crdt::causal::{Causal, DotSet, DotStore, VersionVector};
 use crate::vclock::Dot;
 
 /// An operation on a set: adds, then removes (as Riak applies `add_all` then `remove_all`).
@@ -111,30 +111,24 @@ impl Elements {
     }
 }
 
-/// A top-level set: members, the clock of every event seen, removes waiting for that clock.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OrSet {
-    pub(crate) clock: VersionVector,
-    pub(crate) elems: Elements,
-    /// Removes whose context this replica had not yet seen, by context.
-    pub(crate) deferred: Deferred<Bytes>,
+impl DotStore for Elements {
+    type Item = Bytes;
+
+    fn join(&mut self, ctx: &VersionVector, other: &Self, other_ctx: &VersionVector) {
+        Elements::join(self, ctx, other, other_ctx);
+    }
+
+    fn remove_seen_item(&mut self, item: &Bytes, ctx: &VersionVector) {
+        self.remove(item, Some(ctx));
+    }
 }
 
+/// A top-level set: members under the set's clock.
+pub type OrSet = Causal<Elements>;
+
 impl OrSet {
-    /// An empty set that has seen `clock` (a deleted set's history).
-    pub fn seeded(clock: VersionVector) -> Self {
-        OrSet {
-            clock,
-            ..OrSet::default()
-        }
-    }
-
     pub fn elements(&self) -> &Elements {
-        &self.elems
-    }
-
-    pub fn clock(&self) -> &VersionVector {
-        &self.clock
+        &self.store
     }
 
     pub(crate) fn apply(
@@ -143,25 +137,8 @@ impl OrSet {
         dot: Dot,
         ctx: Option<&VersionVector>,
     ) -> Result<(), DtError> {
-        self.elems.apply(op, dot, ctx)?;
-        self.clock.witness(dot);
-        if let Some(ctx) = ctx {
-            self.deferred
-                .defer_unless_seen(&self.clock, ctx, &op.removes);
-        }
+        self.store.apply(op, dot, ctx)?;
+        self.applied(dot, ctx, &op.removes);
         Ok(())
-    }
-
-    pub(crate) fn merge(&mut self, other: &OrSet) {
-        self.elems.join(&self.clock, &other.elems, &other.clock);
-        self.clock.join(&other.clock);
-        for (ctx, members) in self
-            .deferred
-            .absorb_and_take_ready(&other.deferred, &self.clock)
-        {
-            for m in members {
-                self.elems.remove(&m, Some(&ctx));
-            }
-        }
     }
 }
