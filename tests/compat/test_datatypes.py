@@ -85,3 +85,12 @@ def test_hll_estimates_distinct_members(client, dt_types, bucket_name):
         h.add(m)
     h.store()
     assert bucket.get("h").value == 3
+
+
+def test_legacy_counters_on_an_allow_mult_bucket(client, bucket_name):
+    bucket = client.bucket(bucket_name)
+    bucket.set_property("allow_mult", True)
+    assert bucket.get_counter("hits") is None
+    bucket.update_counter("hits", 5)
+    bucket.update_counter("hits", -2)
+    assert bucket.get_counter("hits") == 3

@@ -414,3 +414,56 @@ fn data_types_survive_kill_9_and_restart() {
     let r = update(&mut c, update_req("sets", "s", op, f.context));
     assert_eq!(r.set_value.len(), 99);
 }
+
+#[test]
+fn legacy_counters_live_in_allow_mult_buckets() {
+    let node = TestNode::start(&[]);
+    let mut c = node.pb();
+    let inc = |amount: i64, returnvalue: bool| {
+        Request::CounterUpdate(RpbCounterUpdateReq {
+            bucket: b("legacy"),
+            key: b("hits"),
+            amount,
+            returnvalue: Some(returnvalue),
+            ..Default::default()
+        })
+    };
+    let get = Request::CounterGet(RpbCounterGetReq {
+        bucket: b("legacy"),
+        key: b("hits"),
+        ..Default::default()
+    });
+    let err = c.call_err(&inc(1, false));
+    assert_eq!(err, "Counters require bucket property 'allow_mult=true'");
+    c.send(&Request::SetBucket(RpbSetBucketReq {
+        bucket: b("legacy"),
+        props: RpbBucketProps {
+            allow_mult: Some(true),
+            ..Default::default()
+        },
+        r#type: None,
+    }));
+    assert_eq!(c.recv().0, MessageCode::SetBucketResp.as_u8());
+    let missing: RpbCounterGetResp = c.call(&get, MessageCode::CounterGetResp);
+    assert_eq!(missing.value, None);
+    let quiet: RpbCounterUpdateResp = c.call(&inc(5, false), MessageCode::CounterUpdateResp);
+    assert_eq!(quiet.value, None);
+    let r: RpbCounterUpdateResp = c.call(&inc(-2, true), MessageCode::CounterUpdateResp);
+    assert_eq!(r.value, Some(3));
+    let got: RpbCounterGetResp = c.call(&get, MessageCode::CounterGetResp);
+    assert_eq!(got.value, Some(3));
+    // The same counter over HTTP.
+    let h = common::http();
+    let resp = h
+        .post(&node.url("/buckets/legacy/counters/hits?returnvalue=true"))
+        .send("4")
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.into_body().read_to_string().unwrap(), "7");
+    let resp = h.get(&node.url("/buckets/legacy/counters/hits")).call().unwrap();
+    assert_eq!(resp.into_body().read_to_string().unwrap(), "7");
+    let resp = h.get(&node.url("/buckets/legacy/counters/nope")).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = h.post(&node.url("/buckets/legacy/counters/hits")).send("x").unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+}

@@ -135,6 +135,62 @@ pub(crate) async fn update(
     Ok(resp)
 }
 
+/// `GET /buckets/B/counters/K`: the value as text, or 404.
+pub(crate) async fn counter_get(
+    api: &Api,
+    bref: &BucketRef,
+    key: Bytes,
+    params: &Params,
+) -> Result<Response, HttpError> {
+    let bkey = BKey::new(bucket_of(bref)?, key).map_err(bad)?;
+    let opts = DtFetchOptions {
+        r: params.quorum("r")?,
+        pr: params.quorum("pr")?,
+        basic_quorum: params.flag("basic_quorum")?,
+        notfound_ok: params.flag("notfound_ok")?,
+        n_val: n_val(params)?,
+        timeout: params.timeout()?,
+    };
+    match api.node.counter_fetch(&bkey, &opts).await? {
+        Some(n) => Ok(respond(StatusCode::OK, "text/plain", n.to_string())),
+        None => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// `POST /buckets/B/counters/K` with the amount as the body: 204, or 200 with the new value
+/// (`returnvalue=true`).
+pub(crate) async fn counter_update(
+    api: &Api,
+    bref: &BucketRef,
+    key: Bytes,
+    params: &Params,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let bkey = BKey::new(bucket_of(bref)?, key).map_err(bad)?;
+    let raw = axum::body::to_bytes(req.into_body(), 64)
+        .await
+        .map_err(|_| HttpError::bad_request("a counter amount is an integer"))?;
+    let amount: i64 = std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| HttpError::bad_request("a counter amount is an integer"))?;
+    let opts = DtUpdateOptions {
+        w: params.quorum("w")?,
+        dw: params.quorum("dw")?,
+        pw: params.quorum("pw")?,
+        n_val: n_val(params)?,
+        return_body: params.flag("returnvalue")?.unwrap_or(false),
+        timeout: params.timeout()?,
+    };
+    Ok(match api.node.counter_update(&bkey, amount, &opts).await? {
+        Some(n) => respond(StatusCode::OK, "text/plain", n.to_string()),
+        None => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(axum::body::Body::empty())
+            .expect("valid"),
+    })
+}
+
 fn n_val(params: &Params) -> Result<Option<u32>, HttpError> {
     params
         .get("n_val")

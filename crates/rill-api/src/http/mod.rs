@@ -117,6 +117,12 @@ async fn dispatch(
         (Resource::Datatype { bucket, key }, Method::POST) => {
             datatype::update(api, &bucket, key, &params, req).await
         }
+        (Resource::Counter { bucket, key }, Method::GET) => {
+            datatype::counter_get(api, &bucket, key, &params).await
+        }
+        (Resource::Counter { bucket, key }, Method::POST) => {
+            datatype::counter_update(api, &bucket, key, &params, req).await
+        }
         (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &params),
         (Resource::LegacyBucket { bucket }, Method::POST) => {
             object::handle(api, bucket, None, Method::POST, req).await

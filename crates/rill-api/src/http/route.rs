@@ -49,6 +49,11 @@ pub enum Resource {
         bucket: BucketRef,
         key: Option<Bytes>,
     },
+    /// `/buckets/B/counters/K`: a Riak 1.4 counter.
+    Counter {
+        bucket: BucketRef,
+        key: Bytes,
+    },
     /// `.../props`
     BucketProps {
         bucket: BucketRef,
@@ -164,6 +169,10 @@ fn bucket_resource(bucket: BucketRef, rest: &[&[u8]], owned: &[Bytes]) -> Resour
         },
         [b"props"] => Resource::BucketProps { bucket },
         [b"datatypes"] => Resource::Datatype { bucket, key: None },
+        [b"counters", _] => Resource::Counter {
+            bucket,
+            key: owned[1].clone(),
+        },
         [b"datatypes", _] => Resource::Datatype {
             bucket,
             key: Some(owned[1].clone()),

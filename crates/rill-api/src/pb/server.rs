@@ -208,6 +208,8 @@ impl Connection {
             Request::GetBucketKeyPreflist(m) => self.preflist(m),
             Request::DtFetch(m) => self.dt_fetch(m).await,
             Request::DtUpdate(m) => self.dt_update(m).await,
+            Request::CounterUpdate(m) => self.counter_update(m).await,
+            Request::CounterGet(m) => self.counter_get(m).await,
             other => Err(NodeError::BadRequest(format!(
                 "{} is not supported by this version of Rill",
                 other.code()
@@ -346,6 +348,36 @@ impl Connection {
             m.include_context.unwrap_or(true),
         );
         self.respond(MessageCode::DtUpdateResp, &resp)
+    }
+
+    /// Riak 1.4 counters (default-type `allow_mult` buckets).
+    async fn counter_update(&mut self, m: RpbCounterUpdateReq) -> Result<(), NodeError> {
+        let bkey = bkey(None, m.bucket, m.key)?;
+        let opts = DtUpdateOptions {
+            w: quorum(m.w),
+            dw: quorum(m.dw),
+            pw: quorum(m.pw),
+            return_body: m.returnvalue.unwrap_or(false),
+            ..DtUpdateOptions::default()
+        };
+        let value = self.node.counter_update(&bkey, m.amount, &opts).await?;
+        self.respond(
+            MessageCode::CounterUpdateResp,
+            &RpbCounterUpdateResp { value },
+        )
+    }
+
+    async fn counter_get(&mut self, m: RpbCounterGetReq) -> Result<(), NodeError> {
+        let bkey = bkey(None, m.bucket, m.key)?;
+        let opts = DtFetchOptions {
+            r: quorum(m.r),
+            pr: quorum(m.pr),
+            basic_quorum: m.basic_quorum,
+            notfound_ok: m.notfound_ok,
+            ..DtFetchOptions::default()
+        };
+        let value = self.node.counter_fetch(&bkey, &opts).await?;
+        self.respond(MessageCode::CounterGetResp, &RpbCounterGetResp { value })
     }
 
     async fn del(&mut self, m: RpbDelReq) -> Result<(), NodeError> {

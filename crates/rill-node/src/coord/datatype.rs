@@ -4,13 +4,14 @@
 //! data-type bucket: into one state, never siblings), decoded into the state. An update is a
 //! write whose coordinating vnode applies the operation to its own state with its own actor
 //! (`Vnode::stage_datatype`); the other replicas merge the resulting object, through the same
-//! replica writing as a PUT (`write_replicas`).
+//! replica writing as a PUT (`write_replicas`). Riak 1.4's counters (any `allow_mult` bucket)
+//! are counter states updated and read the same way.
 
 use std::time::Instant;
 
 use rill_core::bkey::BKey;
-use rill_core::crdt::Crdt;
 use rill_core::crdt::object::state_of;
+use rill_core::crdt::{Crdt, DtValue, Op};
 use rill_core::fsm::put::PutParams;
 use rill_core::props::{BucketProps, DEFAULT_HLL_PRECISION, Datatype, QuorumParam};
 
@@ -31,6 +32,48 @@ impl Node {
     ) -> NodeResult<(Datatype, Option<Crdt>)> {
         let props = self.inner.metadata.bucket_props(&bkey.bucket)?;
         let dt = datatype_of(&props, "")?;
+        let state = self.fetch_as(dt, bkey, opts).await?;
+        Ok((dt, state))
+    }
+
+    /// Reads a legacy (Riak 1.4) counter of an `allow_mult` bucket; `None` when absent.
+    pub async fn counter_fetch(
+        &self,
+        bkey: &BKey,
+        opts: &DtFetchOptions,
+    ) -> NodeResult<Option<i64>> {
+        let props = self.inner.metadata.bucket_props(&bkey.bucket)?;
+        legacy_counter_bucket(&props)?;
+        let state = self.fetch_as(Datatype::Counter, bkey, opts).await?;
+        Ok(state.map(|s| counter_value(&s)))
+    }
+
+    /// Adds `amount` to a legacy counter; returns the new value when `return_body` asked.
+    pub async fn counter_update(
+        &self,
+        bkey: &BKey,
+        amount: i64,
+        opts: &DtUpdateOptions,
+    ) -> NodeResult<Option<i64>> {
+        let props = self.inner.metadata.bucket_props(&bkey.bucket)?;
+        legacy_counter_bucket(&props)?;
+        let req = DtUpdateRequest {
+            bkey: bkey.clone(),
+            op: Op::Counter(amount),
+            context: None,
+        };
+        let state = self
+            .update_as(Datatype::Counter, &props, &req, opts)
+            .await?;
+        Ok(state.map(|s| counter_value(&s)))
+    }
+
+    async fn fetch_as(
+        &self,
+        dt: Datatype,
+        bkey: &BKey,
+        opts: &DtFetchOptions,
+    ) -> NodeResult<Option<Crdt>> {
         let get = GetOptions {
             r: opts.r,
             pr: opts.pr,
@@ -50,7 +93,7 @@ impl Node {
         self.inner
             .stats
             .datatype_fetched(dt, started.elapsed(), state.as_ref());
-        Ok((dt, state))
+        Ok(state)
     }
 
     /// Applies a data-type operation; returns the new state when `return_body` asked for it.
@@ -59,15 +102,25 @@ impl Node {
         req: &DtUpdateRequest,
         opts: &DtUpdateOptions,
     ) -> NodeResult<Option<Crdt>> {
-        let started = Instant::now();
         let props = self.inner.metadata.bucket_props(&req.bkey.bucket)?;
         let dt = datatype_of(&props, "Bucket datatype ")?;
-        let n = resolve_n(opts.n_val, &props)?;
+        self.update_as(dt, &props, req, opts).await
+    }
+
+    async fn update_as(
+        &self,
+        dt: Datatype,
+        props: &BucketProps,
+        req: &DtUpdateRequest,
+        opts: &DtUpdateOptions,
+    ) -> NodeResult<Option<Crdt>> {
+        let started = Instant::now();
+        let n = resolve_n(opts.n_val, props)?;
         let params = PutParams {
             n,
-            w: resolve_quorum(QuorumParam::W, opts.w, &props, n)?,
-            dw: resolve_quorum(QuorumParam::Dw, opts.dw, &props, n)?,
-            pw: resolve_quorum(QuorumParam::Pw, opts.pw, &props, n)?,
+            w: resolve_quorum(QuorumParam::W, opts.w, props, n)?,
+            dw: resolve_quorum(QuorumParam::Dw, opts.dw, props, n)?,
+            pw: resolve_quorum(QuorumParam::Pw, opts.pw, props, n)?,
         };
         let context = req.context.as_ref().map(|c| &c.0);
         let write = Coordinated::Datatype(DatatypeWrite {
@@ -80,7 +133,7 @@ impl Node {
         let stored = self
             .with_timeout(
                 opts.timeout,
-                self.write_replicas(&req.bkey, &write, &props, params, &targets),
+                self.write_replicas(&req.bkey, &write, props, params, &targets),
             )
             .await?;
         let state = state_of(&stored, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))?;
@@ -91,6 +144,27 @@ impl Node {
             state.as_ref(),
         );
         Ok(if opts.return_body { state } else { None })
+    }
+}
+
+/// Legacy counters live in any `allow_mult` bucket without a data type (as in Riak 1.4).
+fn legacy_counter_bucket(props: &BucketProps) -> NodeResult<()> {
+    match (props.allow_mult, props.datatype) {
+        (true, None | Some(Datatype::Counter)) => Ok(()),
+        (false, _) => Err(NodeError::BadRequest(
+            "Counters require bucket property 'allow_mult=true'".into(),
+        )),
+        (true, Some(dt)) => Err(NodeError::BadRequest(format!(
+            "Bucket datatype `{}` does not hold counters",
+            dt.as_str()
+        ))),
+    }
+}
+
+fn counter_value(state: &Crdt) -> i64 {
+    match state.value() {
+        DtValue::Counter(n) => n,
+        _ => 0,
     }
 }
 
