@@ -9,7 +9,8 @@
 //! one write into the LSM memtable. Durability (journal flush or fsync) is awaited by the caller,
 //! once per request, through the backend's group commit.
 //!
-//! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`; compiled in
+//! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`,
+//! `vnode-fold-keys`; compiled in
 //! with the `failpoints` feature) make a replica fail as a broken disk would, so quorum failures
 //! can be tested end to end.
 
@@ -313,6 +314,8 @@ impl Vnode {
     pub fn fold_keys(&self, bucket: &Bucket, mut f: impl FnMut(Bytes) -> bool) -> NodeResult<()> {
         let prefix = bucket.storage_prefix();
         for item in self.store.scan_keys(&prefix, None) {
+            // A slow scan, for tests of listing timeouts.
+            fail::fail_point!("vnode-fold-keys");
             let key = item?;
             if !f(key.slice(prefix.len()..)) {
                 break;

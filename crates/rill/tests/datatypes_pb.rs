@@ -460,10 +460,19 @@ fn legacy_counters_live_in_allow_mult_buckets() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.into_body().read_to_string().unwrap(), "7");
-    let resp = h.get(&node.url("/buckets/legacy/counters/hits")).call().unwrap();
+    let resp = h
+        .get(&node.url("/buckets/legacy/counters/hits"))
+        .call()
+        .unwrap();
     assert_eq!(resp.into_body().read_to_string().unwrap(), "7");
-    let resp = h.get(&node.url("/buckets/legacy/counters/nope")).call().unwrap();
+    let resp = h
+        .get(&node.url("/buckets/legacy/counters/nope"))
+        .call()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
-    let resp = h.post(&node.url("/buckets/legacy/counters/hits")).send("x").unwrap();
+    let resp = h
+        .post(&node.url("/buckets/legacy/counters/hits"))
+        .send("x")
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 }

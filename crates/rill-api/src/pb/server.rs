@@ -401,6 +401,7 @@ impl Connection {
 
     /// Streams `RpbListKeysResp` chunks, then one with `done`.
     async fn list_keys(&mut self, m: RpbListKeysReq) -> std::io::Result<()> {
+        let deadline = timeout(m.timeout).map(|t| tokio::time::Instant::now() + t);
         let rx = match bucket(m.r#type, m.bucket).and_then(|b| self.node.list_keys(&b)) {
             Ok(rx) => rx,
             Err(e) => {
@@ -410,6 +411,7 @@ impl Connection {
         };
         self.stream_chunks(
             rx,
+            deadline,
             |keys| RpbListKeysResp { keys, done: None },
             MessageCode::ListKeysResp,
             || RpbListKeysResp {
@@ -436,6 +438,7 @@ impl Connection {
             return self
                 .stream_chunks(
                     rx,
+                    None,
                     |buckets| RpbListBucketsResp {
                         buckets,
                         done: None,
@@ -470,15 +473,28 @@ impl Connection {
     }
 
     /// Writes each chunk as its own frame as it arrives, then the closing frame. A write
-    /// failure (the client left) ends the stream and drops the channel, stopping the scan.
+    /// failure (the client left) or the request's `deadline` passing ends the stream (the
+    /// latter with Riak's `timeout` error) and drops the channel, stopping the scan.
     async fn stream_chunks<M: prost::Message>(
         &mut self,
         mut rx: rill_node::coord::KeyChunks,
+        deadline: Option<tokio::time::Instant>,
         chunk: impl Fn(Vec<Bytes>) -> M,
         code: MessageCode,
         done: impl Fn() -> M,
     ) -> std::io::Result<()> {
-        while let Some(item) = rx.recv().await {
+        loop {
+            let next = match deadline {
+                None => rx.recv().await,
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        error_frame(&NodeError::Timeout.to_string(), &mut self.out);
+                        return Ok(());
+                    }
+                },
+            };
+            let Some(item) = next else { break };
             match item {
                 Ok(names) => {
                     encode_response(code, &chunk(names), &mut self.out)
