@@ -1532,7 +1532,9 @@ fn pipelined_reads_of_a_large_object_are_not_all_buffered() {
             1 << 20
         );
     }
-    let grown_mib = (peak_rss_kib(&node) - before) / 1024;
+    // RSS counters are kept per thread and summed lazily, so a node that did not grow can
+    // read a little lower the second time.
+    let grown_mib = peak_rss_kib(&node).saturating_sub(before) / 1024;
     assert!(
         grown_mib < 64,
         "the node's peak memory grew by {grown_mib} MiB"
@@ -1662,7 +1664,11 @@ fn a_key_listing_timeout_ends_a_slow_stream_with_an_error() {
         assert_ne!(msg.done, Some(true), "the slow listing must not complete");
     };
     assert_eq!(err, "timeout");
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     set("off");
     c.ping();
     assert_eq!(list_keys(&mut c, None, "slow").0.len(), 300);
