@@ -17,6 +17,7 @@ const OPTS: MergeOptions = MergeOptions {
     allow_mult: false,
     last_write_wins: false,
     dvv_enabled: false,
+    datatype: None,
 };
 
 fn content(value: &'static [u8]) -> Content {

@@ -10,6 +10,7 @@
 pub mod bkey;
 pub mod cluster;
 pub mod codec;
+pub mod crdt;
 pub mod fsm;
 pub mod merge;
 pub mod object;

@@ -22,7 +22,9 @@
 
 use std::cmp::Ordering;
 
+use crate::crdt;
 use crate::object::{Content, RiakObject};
+use crate::props::Datatype;
 use crate::vclock::{Actor, Dot, VClock};
 
 /// The bucket properties that steer merging.
@@ -34,6 +36,9 @@ pub struct MergeOptions {
     pub last_write_wins: bool,
     /// Use dots to drop exactly the siblings a writer had seen (dotted version vectors).
     pub dvv_enabled: bool,
+    /// The bucket holds this convergent data type: concurrent objects merge their states
+    /// into one content instead of becoming siblings.
+    pub datatype: Option<Datatype>,
 }
 
 /// What a replica should do with an incoming object.
@@ -163,6 +168,14 @@ fn merge_pair(a: &RiakObject, b: &RiakObject, opts: &MergeOptions) -> Pick {
         Relation::Descends => Pick::Left,
         Relation::Ancestor => Pick::Right,
         Relation::Equal if a == b => Pick::Left,
+        // Data types merge their states whenever neither side contains the other.
+        _ if opts.datatype.is_some() => match opts
+            .datatype
+            .and_then(|dt| crdt::object::merge_objects(a, b, dt))
+        {
+            Some(obj) => Pick::Merged(obj),
+            None => Pick::Merged(syntactic_merge(a, b, opts)),
+        },
         // Same history but different contents should not happen (a dot names one write);
         // if it does, keep everything rather than guess.
         Relation::Equal => {
@@ -241,6 +254,7 @@ mod tests {
         allow_mult: true,
         last_write_wins: false,
         dvv_enabled: true,
+        datatype: None,
     };
     const CLASSIC: MergeOptions = MergeOptions {
         dvv_enabled: false,
@@ -493,6 +507,7 @@ mod tests {
                 allow_mult,
                 last_write_wins,
                 dvv_enabled,
+                datatype: None,
             },
         )
     }
@@ -643,7 +658,7 @@ mod tests {
             dvv in any::<bool>(),
             ops in prop::collection::vec(arb_op(), 1..30),
         ) {
-            let opts = MergeOptions { allow_mult: true, last_write_wins: false, dvv_enabled: dvv };
+            let opts = MergeOptions { allow_mult: true, last_write_wins: false, dvv_enabled: dvv, datatype: None };
             let mut h = History::run(opts, &ops);
             h.converge();
             let Some(last) = h.replicas[0].clone() else { return Ok(()) };
@@ -691,7 +706,7 @@ mod tests {
             dvv in any::<bool>(),
             ops in prop::collection::vec(arb_op(), 1..30),
         ) {
-            let opts = MergeOptions { allow_mult: false, last_write_wins: lww, dvv_enabled: dvv };
+            let opts = MergeOptions { allow_mult: false, last_write_wins: lww, dvv_enabled: dvv, datatype: None };
             let mut h = History::run(opts, &ops);
             for s in &h.snapshots {
                 prop_assert_eq!(s.contents.len(), 1);
@@ -709,7 +724,7 @@ mod tests {
             a in 0..REPLICAS,
             b in 0..REPLICAS,
         ) {
-            let opts = MergeOptions { allow_mult: true, last_write_wins: false, dvv_enabled: dvv };
+            let opts = MergeOptions { allow_mult: true, last_write_wins: false, dvv_enabled: dvv, datatype: None };
             let mut h = History::run(opts, &ops);
             h.converge();
             // Two clients read the same converged state and write through different vnodes.

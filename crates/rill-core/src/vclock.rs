@@ -158,6 +158,22 @@ impl VClock {
         Dot { actor, counter }
     }
 
+    /// Records a new write by `actor` whose counter is past both this clock's and `floor`
+    /// (a data type's own clock may have seen more of the actor than a pruned object clock).
+    pub fn increment_past(&mut self, actor: Actor, floor: u64, now_secs: u64) -> Dot {
+        let counter = self.get(actor).max(floor).saturating_add(1);
+        let entry = ClockEntry {
+            actor,
+            counter,
+            timestamp: now_secs,
+        };
+        match self.find(actor) {
+            Ok(i) => self.entries[i] = entry,
+            Err(i) => self.entries.insert(i, entry),
+        }
+        Dot { actor, counter }
+    }
+
     /// True if this history contains every event of `other` (self >= other).
     pub fn descends(&self, other: &VClock) -> bool {
         other.entries.iter().all(|e| self.get(e.actor) >= e.counter)

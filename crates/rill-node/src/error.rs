@@ -53,6 +53,10 @@ pub enum NodeError {
     /// A stored object could not be decoded.
     #[error("corrupt object: {0}")]
     Corrupt(String),
+    /// A data-type operation was refused (a remove without context of something absent, an
+    /// operation of another type, a bad context).
+    #[error("{0}")]
+    Datatype(#[from] rill_core::crdt::DtError),
     /// The request did not complete within its timeout.
     #[error("timeout")]
     Timeout,
@@ -85,6 +89,9 @@ impl NodeError {
             NodeError::NotFound => "notfound",
             NodeError::Storage(_) => "storage",
             NodeError::Corrupt(_) => "corrupt",
+            NodeError::Datatype(rill_core::crdt::DtError::NotPresent(_))
+            | NodeError::Datatype(rill_core::crdt::DtError::FieldNotPresent(_)) => "precondition",
+            NodeError::Datatype(_) => "datatype",
             NodeError::Timeout => "timeout",
             NodeError::Config(_) => "config",
             NodeError::ShuttingDown => "shutting_down",

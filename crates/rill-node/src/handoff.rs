@@ -180,6 +180,7 @@ const KEEP_ALL: MergeOptions = MergeOptions {
     allow_mult: true,
     last_write_wins: false,
     dvv_enabled: true,
+    datatype: None,
 };
 
 impl Node {

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{NodeError, NodeResult};
 use crate::handoff::TransferStatus;
 use crate::metadata::Entry;
-use crate::request::PutOptions;
+use crate::request::{DtUpdateOptions, PutOptions};
+use rill_core::crdt::{Context, Op};
 
 /// A bucket and key as they travel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +140,16 @@ pub enum Request {
     HasType(String),
     /// The receiver's outgoing transfers.
     Transfers,
+    /// Coordinate a data-type update (the receiving node holds no replica of the key);
+    /// `legacy` for a Riak 1.4 counter of an `allow_mult` bucket.
+    CoordinateDatatype {
+        key: WireKey,
+        op: Op,
+        context: Option<Context>,
+        opts: DtUpdateOptions,
+        legacy: bool,
+        hops: u8,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,6 +169,8 @@ pub enum Reply {
     HasType(bool),
     Transfers(Vec<TransferStatus>),
     Done,
+    /// A data type's state after an update, encoded, when asked for.
+    Datatype(Option<Bytes>),
 }
 
 /// Every answer: a reply, or the node error that the requester passes on (a forwarded write's

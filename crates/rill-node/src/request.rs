@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_core::bkey::BKey;
+use rill_core::crdt::{Context, Op};
 use rill_core::object::{Content, RiakObject};
 use rill_core::props::Quorum;
 use rill_core::vclock::VClock;
@@ -96,6 +97,38 @@ pub enum DeleteOutcome {
     Deleted,
     /// There was nothing to delete (no object, or already a tombstone).
     NotFound,
+}
+
+/// Options of a data-type fetch; `None` means "the bucket's value".
+#[derive(Clone, Debug, Default)]
+pub struct DtFetchOptions {
+    pub r: Option<Quorum>,
+    pub pr: Option<Quorum>,
+    pub basic_quorum: Option<bool>,
+    pub notfound_ok: Option<bool>,
+    pub n_val: Option<u32>,
+    pub timeout: Option<Duration>,
+}
+
+/// A data-type update: the operation, and the context of the fetch it is based on (needed
+/// for removes).
+#[derive(Clone, Debug)]
+pub struct DtUpdateRequest {
+    pub bkey: BKey,
+    pub op: Op,
+    pub context: Option<Context>,
+}
+
+/// Options of a data-type update; `None` means "the bucket's value".
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct DtUpdateOptions {
+    pub w: Option<Quorum>,
+    pub dw: Option<Quorum>,
+    pub pw: Option<Quorum>,
+    pub n_val: Option<u32>,
+    /// Return the new value after the update.
+    pub return_body: bool,
+    pub timeout: Option<Duration>,
 }
 
 /// A generated key for a POST without one: 22 base62 characters from 128 random bits,

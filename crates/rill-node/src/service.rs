@@ -22,7 +22,7 @@ use crate::error::{NodeError, NodeResult};
 use crate::node::{Inner, Node};
 use crate::proto::{self, ListMsg, Reply, Request, Response, StreamOpen, VnodeRef, WireKey};
 use crate::remote::unexpected;
-use crate::request::PutRequest;
+use crate::request::{DtUpdateRequest, PutRequest};
 use crate::vnode::Vnode;
 
 /// The transport's view of a node. Holds the node weakly: the node owns its peer table, which
@@ -156,6 +156,24 @@ impl Node {
             Request::Claimant(op) => self.serve_claimant(op).await.map(Reply::Claimant),
             Request::HasType(name) => Ok(Reply::HasType(self.metadata().has_type(&name))),
             Request::Transfers => Ok(Reply::Transfers(self.inner.transfers.status())),
+            Request::CoordinateDatatype {
+                key,
+                op,
+                context,
+                opts,
+                legacy,
+                hops,
+            } => {
+                let req = DtUpdateRequest {
+                    bkey: key.bkey()?,
+                    op,
+                    context,
+                };
+                let state = self.update_forwarded(&req, &opts, legacy, hops).await?;
+                Ok(Reply::Datatype(state.map(|s| {
+                    Bytes::from(rill_core::crdt::encoding::encode(&s))
+                })))
+            }
         }
     }
 

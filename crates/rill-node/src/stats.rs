@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use rill_core::crdt::Crdt;
+use rill_core::props::Datatype;
 use serde_json::{Map, Value};
 
 /// Width of a statistics window.
@@ -42,8 +44,13 @@ impl Window {
 
     /// Records one request that took `elapsed`.
     pub fn record(&self, elapsed: Duration) {
+        self.record_value(elapsed.as_micros() as u64);
+    }
+
+    /// Records one sample (a latency in µs, a size in bytes, a count).
+    pub fn record_value(&self, value: u64) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        let us = (elapsed.as_micros() as u64).clamp(1, 3_600_000_000);
+        let us = value.clamp(1, 3_600_000_000);
         let mut w = self.inner.lock();
         w.rotate();
         w.current.saturating_record(us);
@@ -113,7 +120,36 @@ pub struct Stats {
     pub pbc_active: AtomicU64,
     pub http_requests: Counter,
     pub errors: Counter,
+    /// Per data type, in `DATATYPES` order.
+    datatypes: [DatatypeStats; 5],
     started: Instant,
+}
+
+const DATATYPES: [Datatype; 5] = [
+    Datatype::Counter,
+    Datatype::Set,
+    Datatype::Map,
+    Datatype::Hll,
+    Datatype::Gset,
+];
+
+/// What Riak reports per data type: fetch and update latencies, object sizes, actor counts.
+struct DatatypeStats {
+    fetch_time: Window,
+    update_time: Window,
+    objsize: Window,
+    actors: Window,
+}
+
+impl DatatypeStats {
+    fn new() -> Self {
+        DatatypeStats {
+            fetch_time: Window::new(),
+            update_time: Window::new(),
+            objsize: Window::new(),
+            actors: Window::new(),
+        }
+    }
 }
 
 impl Default for Stats {
@@ -131,14 +167,70 @@ impl Default for Stats {
             pbc_active: AtomicU64::new(0),
             http_requests: Counter::default(),
             errors: Counter::default(),
+            datatypes: std::array::from_fn(|_| DatatypeStats::new()),
             started: Instant::now(),
         }
     }
 }
 
 impl Stats {
+    fn of(&self, dt: Datatype) -> &DatatypeStats {
+        let i = DATATYPES.iter().position(|d| *d == dt).expect("every type");
+        &self.datatypes[i]
+    }
+
+    /// A data-type fetch that took `elapsed` and found `state`.
+    pub fn datatype_fetched(&self, dt: Datatype, elapsed: Duration, state: Option<&Crdt>) {
+        let s = self.of(dt);
+        s.fetch_time.record(elapsed);
+        if let Some(state) = state {
+            s.actors.record_value(state.actor_count() as u64);
+        }
+    }
+
+    /// A data-type update that took `elapsed` and stored an object of `size` bytes.
+    pub fn datatype_updated(
+        &self,
+        dt: Datatype,
+        elapsed: Duration,
+        size: usize,
+        state: Option<&Crdt>,
+    ) {
+        let s = self.of(dt);
+        s.update_time.record(elapsed);
+        s.objsize.record_value(size as u64);
+        if let Some(state) = state {
+            s.actors.record_value(state.actor_count() as u64);
+        }
+    }
+
     /// Writes every statistic into `out` under Riak's names.
     pub fn report(&self, out: &mut Map<String, Value>) {
+        for (dt, s) in DATATYPES.iter().zip(&self.datatypes) {
+            let t = dt.as_str();
+            let windows = [
+                (format!("node_get_fsm_{t}_time"), &s.fetch_time),
+                (format!("node_put_fsm_{t}_time"), &s.update_time),
+                (format!("node_put_fsm_{t}_objsize"), &s.objsize),
+                (format!("{t}_actor_counts"), &s.actors),
+            ];
+            for (name, w) in windows {
+                let (_, mean, median, p95, p99, max) = w.snapshot();
+                for (suffix, v) in [
+                    ("mean", mean),
+                    ("median", median),
+                    ("95", p95),
+                    ("99", p99),
+                    ("100", max),
+                ] {
+                    out.insert(format!("{name}_{suffix}"), v.into());
+                }
+            }
+            out.insert(
+                format!("vnode_{t}_update_total"),
+                s.update_time.total.load(Ordering::Relaxed).into(),
+            );
+        }
         for (prefix, w) in [("get", &self.get_fsm), ("put", &self.put_fsm)] {
             let (count, mean, median, p95, p99, max) = w.snapshot();
             out.insert(format!("node_{prefix}s"), count.into());
@@ -218,5 +310,7 @@ mod tests {
         assert_eq!(m["vnode_gets_total"], 1);
         assert!(m.contains_key("node_get_fsm_time_95"));
         assert!(m.contains_key("node_put_fsm_time_100"));
+        assert_eq!(m["set_actor_counts_mean"], 0);
+        assert_eq!(m["vnode_map_update_total"], 0);
     }
 }

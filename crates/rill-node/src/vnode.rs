@@ -9,7 +9,8 @@
 //! one write into the LSM memtable. Durability (journal flush or fsync) is awaited by the caller,
 //! once per request, through the backend's group commit.
 //!
-//! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`; compiled in
+//! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`,
+//! `vnode-fold-keys`; compiled in
 //! with the `failpoints` feature) make a replica fail as a broken disk would, so quorum failures
 //! can be tested end to end.
 
@@ -21,8 +22,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::codec;
+use rill_core::crdt::object::UpdateError;
+use rill_core::crdt::{Op, VersionVector};
 use rill_core::merge::{self, MergeOptions, ReplicaMerge};
 use rill_core::object::{Content, Limits, RiakObject};
+use rill_core::props::Datatype;
 use rill_core::ring::{NodeName, PartitionId};
 use rill_core::vclock::{Actor, PruneLimits, VClock};
 use rill_storage::{KvIter, PartitionStore};
@@ -85,6 +89,16 @@ impl Staged {
             encoded: Some(encoded),
         })
     }
+}
+
+/// A data-type update as the coordinating replica applies it.
+pub struct DatatypeWrite<'a> {
+    pub datatype: Datatype,
+    pub op: &'a Op,
+    /// The client's context (what it had fetched), needed by removes.
+    pub context: Option<&'a VersionVector>,
+    /// The bucket's `hll_precision` (HLLs are reduced to it).
+    pub hll_precision: u8,
 }
 
 /// What a coordinated write needs besides the object: the bucket's merge rules and limits.
@@ -268,6 +282,39 @@ impl Vnode {
         Staged::changed(obj)
     }
 
+    /// The coordinating replica's part of a data-type update: apply the operation to the
+    /// stored state as a new event of this vnode's actor. The resulting object is what the
+    /// other replicas merge ([`Vnode::stage_replica`]); staged like
+    /// [`Vnode::stage_coordinated`]. Data-type clocks are not pruned: their entries are the
+    /// state's actors, and forgetting one could reuse its event counters.
+    pub fn stage_datatype(
+        &self,
+        lock: &KeyLock<'_>,
+        bkey: &BKey,
+        write: &DatatypeWrite<'_>,
+        rules: &WriteRules<'_>,
+    ) -> NodeResult<Staged> {
+        fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
+            "vnode-coordinate-put"
+        )));
+        let local = self.read(&lock.skey)?;
+        let (obj, _) = rill_core::crdt::object::coordinate(
+            local.as_deref(),
+            write.datatype,
+            write.op,
+            write.context,
+            self.actor,
+            rules.now_us,
+            write.hll_precision,
+        )
+        .map_err(|e| match e {
+            UpdateError::Op(e) => NodeError::Datatype(e),
+            UpdateError::Corrupt(e) => NodeError::Corrupt(e),
+        })?;
+        check_limits(bkey, &obj, rules.limits)?;
+        Staged::changed(obj)
+    }
+
     /// A replica's part of a write coordinated elsewhere (also read repair and handoff): merge
     /// the incoming object with what is stored. Staged like [`Vnode::stage_coordinated`].
     pub fn stage_replica(
@@ -357,6 +404,8 @@ impl Vnode {
     pub fn fold_keys(&self, bucket: &Bucket, mut f: impl FnMut(Bytes) -> bool) -> NodeResult<()> {
         let prefix = bucket.storage_prefix();
         for item in self.store.scan_keys(&prefix, None) {
+            // A slow scan, for tests of listing timeouts.
+            fail::fail_point!("vnode-fold-keys");
             let key = item?;
             if !f(key.slice(prefix.len()..)) {
                 break;

@@ -144,6 +144,54 @@ fn three_nodes_serve_any_key_share_metadata_and_list_each_key_once() {
         get(&nodes[1], "/types/t3/buckets/x/keys/y?r=all"),
         (200, "typed".into())
     );
+
+    // Data types across nodes: with n_val 1 most keys live on one node, so updates through
+    // the other two are forwarded to the one that holds the replica.
+    let counters = r#"{"props":{"datatype":"counter","n_val":1}}"#;
+    nodes[0].admin(&["bucket-type", "create", "cnt", counters]);
+    wait_for(
+        "the counter type to reach every node",
+        Duration::from_secs(10),
+        || {
+            !nodes[0]
+                .admin(&["bucket-type", "status", "cnt"])
+                .contains("Not yet on")
+        },
+    );
+    nodes[0].admin(&["bucket-type", "activate", "cnt"]);
+    wait_for(
+        "the counter type to be active everywhere",
+        Duration::from_secs(10),
+        || {
+            nodes
+                .iter()
+                .all(|n| get(n, "/types/cnt/props").1.contains(r#""active":true"#))
+        },
+    );
+    for k in 0..10 {
+        for n in &nodes {
+            let r = http()
+                .post(&n.node.url(&format!("/types/cnt/buckets/c/datatypes/k{k}")))
+                .header("Content-Type", "application/json")
+                .send(r#"{"increment":2}"#)
+                .unwrap();
+            assert_eq!(r.status(), 204, "{}", n.name);
+        }
+    }
+    for n in &nodes {
+        for k in 0..10 {
+            let (status, body) = get(n, &format!("/types/cnt/buckets/c/datatypes/k{k}"));
+            assert_eq!(
+                (status, body.as_str()),
+                (200, r#"{"type":"counter","value":6}"#)
+            );
+        }
+    }
+    let forwarded: u64 = nodes
+        .iter()
+        .map(|n| n.stats()["coord_redirs_total"].as_u64().unwrap())
+        .sum();
+    assert!(forwarded >= 10, "updates were forwarded {forwarded} times");
 }
 
 #[test]

@@ -1595,3 +1595,44 @@ fn a_client_leaving_mid_listing_does_not_hurt_the_node() {
     // The first connection is still fine too.
     c.ping();
 }
+
+#[test]
+fn a_key_listing_timeout_ends_a_slow_stream_with_an_error() {
+    let node = TestNode::start(&[]);
+    let mut c = node.pb();
+    fill(&mut c, None, "slow", "k", 300);
+    let h = http();
+    let set = |action: &str| {
+        let resp = h
+            .put(&node.url("/admin/failpoints/vnode-fold-keys"))
+            .send(action)
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    };
+    // Each key now takes 10 ms to scan: the whole listing would take 3 s.
+    set("sleep(10)");
+    let started = std::time::Instant::now();
+    c.send(&Request::ListKeys(RpbListKeysReq {
+        bucket: b("slow"),
+        timeout: Some(200),
+        r#type: None,
+    }));
+    let err = loop {
+        let (code, body) = c.recv();
+        if code == MessageCode::ErrorResp.as_u8() {
+            break error_message(body);
+        }
+        assert_eq!(code, MessageCode::ListKeysResp.as_u8());
+        let msg = RpbListKeysResp::decode(body).unwrap();
+        assert_ne!(msg.done, Some(true), "the slow listing must not complete");
+    };
+    assert_eq!(err, "timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    set("off");
+    c.ping();
+    assert_eq!(list_keys(&mut c, None, "slow").0.len(), 300);
+}

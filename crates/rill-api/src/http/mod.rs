@@ -16,6 +16,7 @@ mod body;
 mod bucket;
 mod cluster;
 mod conn;
+mod datatype;
 mod object;
 mod ops;
 mod params;
@@ -135,6 +136,22 @@ async fn dispatch(
         (Resource::Keys { bucket }, Method::POST) => {
             object::handle(api, bucket, None, Method::POST, req).await
         }
+        (
+            Resource::Datatype {
+                bucket,
+                key: Some(key),
+            },
+            Method::GET,
+        ) => datatype::fetch(api, &bucket, key, &params).await,
+        (Resource::Datatype { bucket, key }, Method::POST) => {
+            datatype::update(api, &bucket, key, &params, req).await
+        }
+        (Resource::Counter { bucket, key }, Method::GET) => {
+            datatype::counter_get(api, &bucket, key, &params).await
+        }
+        (Resource::Counter { bucket, key }, Method::POST) => {
+            datatype::counter_update(api, &bucket, key, &params, req).await
+        }
         (Resource::Keys { bucket }, Method::GET) => bucket::list_keys(api, &bucket, &params),
         (Resource::LegacyBucket { bucket }, Method::POST) => {
             object::handle(api, bucket, None, Method::POST, req).await
@@ -231,6 +248,7 @@ fn error_response(e: &HttpError) -> Response {
 }
 
 fn node_status(e: &NodeError) -> StatusCode {
+    use rill_core::crdt::DtError;
     use rill_core::object::LimitError;
     match e {
         NodeError::UnknownBucketType(_)
@@ -241,6 +259,11 @@ fn node_status(e: &NodeError) -> StatusCode {
         }
         NodeError::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         NodeError::Limit(_) => StatusCode::BAD_REQUEST,
+        // A remove without context of something absent is Riak's precondition failure.
+        NodeError::Datatype(DtError::NotPresent(_) | DtError::FieldNotPresent(_)) => {
+            StatusCode::PRECONDITION_FAILED
+        }
+        NodeError::Datatype(_) => StatusCode::BAD_REQUEST,
         // Riak answers a failed X-Riak-If-Not-Modified with 409, a failed If-None-Match with 412.
         NodeError::Modified => StatusCode::CONFLICT,
         NodeError::MatchFound => StatusCode::PRECONDITION_FAILED,

@@ -570,13 +570,13 @@ fn links_from(h: &HeaderMap) -> Result<Vec<Link>, HttpError> {
     Ok(out)
 }
 
-fn enc(b: &[u8]) -> String {
+pub(crate) fn enc(b: &[u8]) -> String {
     percent_encoding::percent_encode(b, NON_ALPHANUMERIC).to_string()
 }
 
 /// The URL of a bucket in the family the client used (Riak writes default-type buckets as
 /// `/buckets/B` even when addressed through `/types/default`).
-fn bucket_path(family: Family, b: &Bucket) -> String {
+pub(crate) fn bucket_path(family: Family, b: &Bucket) -> String {
     match family {
         Family::Typed if !b.is_default_type() => {
             format!("/types/{}/buckets/{}", enc(&b.btype), enc(&b.name))

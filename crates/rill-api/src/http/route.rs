@@ -44,6 +44,16 @@ pub enum Resource {
     Keys {
         bucket: BucketRef,
     },
+    /// `.../datatypes/K` (`key` is `None` for `.../datatypes`, where a POST creates a key).
+    Datatype {
+        bucket: BucketRef,
+        key: Option<Bytes>,
+    },
+    /// `/buckets/B/counters/K`: a Riak 1.4 counter.
+    Counter {
+        bucket: BucketRef,
+        key: Bytes,
+    },
     /// `.../props`
     BucketProps {
         bucket: BucketRef,
@@ -172,6 +182,15 @@ fn bucket_resource(bucket: BucketRef, rest: &[&[u8]], owned: &[Bytes]) -> Resour
             key: owned[1].clone(),
         },
         [b"props"] => Resource::BucketProps { bucket },
+        [b"datatypes"] => Resource::Datatype { bucket, key: None },
+        [b"counters", _] => Resource::Counter {
+            bucket,
+            key: owned[1].clone(),
+        },
+        [b"datatypes", _] => Resource::Datatype {
+            bucket,
+            key: Some(owned[1].clone()),
+        },
         _ => Resource::NotFound,
     }
 }

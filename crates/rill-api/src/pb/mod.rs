@@ -13,6 +13,7 @@
 
 pub mod codes;
 mod convert;
+mod datatype;
 pub mod frame;
 pub mod messages;
 pub mod server;

@@ -22,7 +22,8 @@ use bytes::{Bytes, BytesMut};
 use rill_core::bkey::{BKey, Bucket, DEFAULT_TYPE};
 use rill_core::vclock::VClock;
 use rill_node::request::{
-    DeleteOptions, GetOptions, GetResponse, PutOptions, PutRequest, generate_key, generate_vtag,
+    DeleteOptions, DtFetchOptions, DtUpdateOptions, DtUpdateRequest, GetOptions, GetResponse,
+    PutOptions, PutRequest, generate_key, generate_vtag,
 };
 use rill_node::{Node, NodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +34,7 @@ use super::codes::MessageCode;
 use super::convert::{
     content_from_pb, contents_to_pb, preflist_item, props_patch, props_to_pb, quorum,
 };
+use super::datatype;
 use super::frame::{InboundFrame, RiakCodec};
 use super::messages::{Request, encode_empty, encode_error, encode_response};
 use super::riak::*;
@@ -310,6 +312,10 @@ impl Connection {
                 })
             }
             Request::GetBucketKeyPreflist(m) => self.preflist(m),
+            Request::DtFetch(m) => self.dt_fetch(m).await,
+            Request::DtUpdate(m) => self.dt_update(m).await,
+            Request::CounterUpdate(m) => self.counter_update(m).await,
+            Request::CounterGet(m) => self.counter_get(m).await,
             other => Err(NodeError::BadRequest(format!(
                 "{} is not supported by this version of Rill",
                 other.code()
@@ -403,6 +409,83 @@ impl Connection {
         self.respond(MessageCode::PutResp, &resp)
     }
 
+    async fn dt_fetch(&mut self, m: DtFetchReq) -> Result<(), NodeError> {
+        let bkey = bkey(Some(m.r#type), m.bucket, m.key)?;
+        let opts = DtFetchOptions {
+            r: quorum(m.r),
+            pr: quorum(m.pr),
+            basic_quorum: m.basic_quorum,
+            notfound_ok: m.notfound_ok,
+            n_val: m.n_val,
+            timeout: timeout(m.timeout),
+        };
+        let include_context = m.include_context.unwrap_or(true);
+        let (dt, state) = self.node.dt_fetch(&bkey, &opts).await?;
+        let resp = DtFetchResp {
+            context: state
+                .as_ref()
+                .and_then(|s| datatype::context_to_pb(s, include_context)),
+            r#type: datatype::data_type(dt) as i32,
+            value: state.as_ref().map(datatype::value_to_pb),
+        };
+        self.respond(MessageCode::DtFetchResp, &resp)
+    }
+
+    async fn dt_update(&mut self, m: DtUpdateReq) -> Result<(), NodeError> {
+        let generated = m.key.is_none();
+        let key = m.key.unwrap_or_else(generate_key);
+        let req = DtUpdateRequest {
+            bkey: bkey(Some(m.r#type), m.bucket, key)?,
+            op: datatype::op_from_pb(m.op)?,
+            context: datatype::context_from_pb(m.context)?,
+        };
+        let opts = DtUpdateOptions {
+            w: quorum(m.w),
+            dw: quorum(m.dw),
+            pw: quorum(m.pw),
+            n_val: m.n_val,
+            return_body: m.return_body.unwrap_or(false),
+            timeout: timeout(m.timeout),
+        };
+        let state = self.node.dt_update(&req, &opts).await?;
+        let resp = datatype::update_resp(
+            generated.then(|| req.bkey.key.clone()),
+            state.as_ref(),
+            m.include_context.unwrap_or(true),
+        );
+        self.respond(MessageCode::DtUpdateResp, &resp)
+    }
+
+    /// Riak 1.4 counters (default-type `allow_mult` buckets).
+    async fn counter_update(&mut self, m: RpbCounterUpdateReq) -> Result<(), NodeError> {
+        let bkey = bkey(None, m.bucket, m.key)?;
+        let opts = DtUpdateOptions {
+            w: quorum(m.w),
+            dw: quorum(m.dw),
+            pw: quorum(m.pw),
+            return_body: m.returnvalue.unwrap_or(false),
+            ..DtUpdateOptions::default()
+        };
+        let value = self.node.counter_update(&bkey, m.amount, &opts).await?;
+        self.respond(
+            MessageCode::CounterUpdateResp,
+            &RpbCounterUpdateResp { value },
+        )
+    }
+
+    async fn counter_get(&mut self, m: RpbCounterGetReq) -> Result<(), NodeError> {
+        let bkey = bkey(None, m.bucket, m.key)?;
+        let opts = DtFetchOptions {
+            r: quorum(m.r),
+            pr: quorum(m.pr),
+            basic_quorum: m.basic_quorum,
+            notfound_ok: m.notfound_ok,
+            ..DtFetchOptions::default()
+        };
+        let value = self.node.counter_fetch(&bkey, &opts).await?;
+        self.respond(MessageCode::CounterGetResp, &RpbCounterGetResp { value })
+    }
+
     async fn del(&mut self, m: RpbDelReq) -> Result<(), NodeError> {
         let bkey = bkey(m.r#type, m.bucket, m.key)?;
         let opts = DeleteOptions {
@@ -424,6 +507,7 @@ impl Connection {
 
     /// Streams `RpbListKeysResp` chunks, then one with `done`.
     async fn list_keys(&mut self, m: RpbListKeysReq) -> std::io::Result<()> {
+        let deadline = timeout(m.timeout).map(|t| tokio::time::Instant::now() + t);
         let rx = match bucket(m.r#type, m.bucket).and_then(|b| self.node.list_keys(&b)) {
             Ok(rx) => rx,
             Err(e) => {
@@ -433,6 +517,7 @@ impl Connection {
         };
         self.stream_chunks(
             rx,
+            deadline,
             |keys| RpbListKeysResp { keys, done: None },
             MessageCode::ListKeysResp,
             || RpbListKeysResp {
@@ -459,6 +544,7 @@ impl Connection {
             return self
                 .stream_chunks(
                     rx,
+                    None,
                     |buckets| RpbListBucketsResp {
                         buckets,
                         done: None,
@@ -493,15 +579,28 @@ impl Connection {
     }
 
     /// Writes each chunk as its own frame as it arrives, then the closing frame. A write
-    /// failure (the client left) ends the stream and drops the channel, stopping the scan.
+    /// failure (the client left) or the request's `deadline` passing ends the stream (the
+    /// latter with Riak's `timeout` error) and drops the channel, stopping the scan.
     async fn stream_chunks<M: prost::Message>(
         &mut self,
         mut rx: rill_node::coord::KeyChunks,
+        deadline: Option<tokio::time::Instant>,
         chunk: impl Fn(Vec<Bytes>) -> M,
         code: MessageCode,
         done: impl Fn() -> M,
     ) -> std::io::Result<()> {
-        while let Some(item) = rx.recv().await {
+        loop {
+            let next = match deadline {
+                None => rx.recv().await,
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        error_frame(&NodeError::Timeout.to_string(), &mut self.out);
+                        return Ok(());
+                    }
+                },
+            };
+            let Some(item) = next else { break };
             match item {
                 Ok(names) => {
                     encode_response(code, &chunk(names), &mut self.out)

@@ -1,6 +1,7 @@
 //! Request coordinators: the drivers that take a client request through the ring, the replicas
 //! and the pure quorum state machines of `rill_core::fsm`, one module per operation.
 
+mod datatype;
 mod delete;
 mod get;
 pub(crate) mod list;
@@ -59,5 +60,6 @@ pub(crate) fn merge_options(props: &BucketProps) -> MergeOptions {
         allow_mult: props.allow_mult,
         last_write_wins: props.last_write_wins,
         dvv_enabled: props.dvv_enabled,
+        datatype: props.datatype,
     }
 }

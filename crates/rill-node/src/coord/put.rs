@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use rill_core::bkey::BKey;
 use rill_core::codec;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
 use rill_core::object::RiakObject;
@@ -29,7 +30,32 @@ use crate::node::{Node, Replica, head_only};
 use crate::proto::{Reply, Request, WireKey};
 use crate::remote::{decode_object, unexpected};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
-use crate::vnode::{KeyLock, Staged, Vnode, WriteRules};
+use crate::vnode::{DatatypeWrite, KeyLock, Staged, Vnode, WriteRules};
+
+/// What the coordinating replica makes of a write.
+pub(crate) enum Coordinated<'a> {
+    /// A client's object under its context; with `asis` it is stored as it is, uncoordinated.
+    Object { req: &'a PutRequest, asis: bool },
+    /// A data-type operation applied to the replica's state (`coord::datatype`).
+    Datatype(DatatypeWrite<'a>),
+}
+
+impl Coordinated<'_> {
+    fn asis(&self) -> bool {
+        matches!(self, Coordinated::Object { asis: true, .. })
+    }
+
+    /// The client's object, as the replicas merge it when nothing coordinated it.
+    fn client_object(&self) -> Option<RiakObject> {
+        match self {
+            Coordinated::Object { req, .. } => Some(RiakObject {
+                vclock: req.context.clone(),
+                contents: vec![req.content.clone()],
+            }),
+            Coordinated::Datatype(_) => None,
+        }
+    }
+}
 
 /// Replica writes on other nodes, each on its own task, with its preference-list position.
 type RemoteWrites =
@@ -63,6 +89,15 @@ impl Node {
         hops: u8,
     ) -> NodeResult<PutResponse> {
         let props = self.inner.metadata.bucket_props(&req.bkey.bucket)?;
+        // Deletes write tombstones through here; any other value would not be a state.
+        if let Some(dt) = props.datatype
+            && !req.content.is_tombstone()
+        {
+            return Err(NodeError::BadRequest(format!(
+                "Bucket datatype `{}` holds a data type: write it with the data type API",
+                dt.as_str()
+            )));
+        }
         let n = resolve_n(opts.n_val, &props)?;
         let params = PutParams {
             n,
@@ -80,8 +115,13 @@ impl Node {
         }
         self.check_conditions(&req, opts).await?;
 
+        let write = Coordinated::Object {
+            req: &req,
+            asis: opts.asis,
+        };
+        let return_object = opts.return_body || opts.return_head;
         let stored = self
-            .write_replicas(&req, opts, &props, params, &targets)
+            .write_replicas(&req.bkey, &write, &props, params, &targets, return_object)
             .await?;
         let object = if opts.return_body {
             Some(Arc::unwrap_or_clone(stored))
@@ -150,16 +190,17 @@ impl Node {
     /// coordinator stored.
     pub(crate) async fn write_replicas(
         &self,
-        req: &PutRequest,
-        opts: &PutOptions,
+        bkey: &BKey,
+        write: &Coordinated<'_>,
         props: &BucketProps,
         params: PutParams,
         targets: &[PreflistEntry],
+        return_object: bool,
     ) -> NodeResult<Arc<RiakObject>> {
         let replicas: Vec<NodeResult<Replica>> = targets.iter().map(|t| self.replica(t)).collect();
         // The first replica held here coordinates; `asis` writes have no coordinator (every
         // replica merges the object as sent).
-        let coordinator = match opts.asis {
+        let coordinator = match write.asis() {
             true => None,
             false => Some(
                 replicas
@@ -184,24 +225,23 @@ impl Node {
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let stored = if self.inner.config.sync_writes && multi_thread {
             tokio::task::block_in_place(|| {
-                self.write_local_replicas(req, opts, props, targets, &replicas, &mut fsm)
+                self.write_local_replicas(bkey, write, props, targets, &replicas, &mut fsm)
             })?
         } else {
-            self.write_local_replicas(req, opts, props, targets, &replicas, &mut fsm)?
+            self.write_local_replicas(bkey, write, props, targets, &replicas, &mut fsm)?
         };
         if let Some(Err(e)) = fsm.outcome() {
             return Err(NodeError::PutQuorum(e.clone()));
         }
 
         // What the other nodes' replicas merge: the coordinated object, or the client's.
-        let shipped = match stored.first() {
-            Some((_, obj)) if coordinator.is_some() => (**obj).clone(),
-            _ => RiakObject {
-                vclock: req.context.clone(),
-                contents: vec![req.content.clone()],
-            },
+        let shipped = match (stored.first(), write.client_object()) {
+            (Some((_, obj)), _) if coordinator.is_some() => (**obj).clone(),
+            (_, Some(obj)) => obj,
+            (_, None) => return Err(NodeError::Timeout),
         };
-        let mut remote = self.send_to_remote_replicas(req, opts, props, targets, replicas, shipped);
+        let mut remote =
+            self.send_to_remote_replicas(bkey, return_object, props, targets, replicas, &shipped);
 
         // One group commit covers every local replica's write: that is DW.
         match self.commit().await {
@@ -245,10 +285,7 @@ impl Node {
             .or_else(|| fsm.stored_objects().next().map(|(_, o)| o.clone()));
         match (fsm.outcome(), body) {
             (Some(Ok(())), Some(obj)) => Ok(obj),
-            (Some(Ok(())), None) => Ok(Arc::new(RiakObject {
-                vclock: req.context.clone(),
-                contents: vec![req.content.clone()],
-            })),
+            (Some(Ok(())), None) => Ok(Arc::new(shipped)),
             (Some(Err(e)), _) => Err(NodeError::PutQuorum(e.clone())),
             (None, _) => Err(NodeError::Timeout),
         }
@@ -258,12 +295,12 @@ impl Node {
     /// it completes even after the client has its answer.
     fn send_to_remote_replicas(
         &self,
-        req: &PutRequest,
-        opts: &PutOptions,
+        bkey: &BKey,
+        return_object: bool,
         props: &BucketProps,
         targets: &[PreflistEntry],
         replicas: Vec<NodeResult<Replica>>,
-        shipped: RiakObject,
+        shipped: &RiakObject,
     ) -> RemoteWrites {
         let remote = FuturesUnordered::new();
         let mut encoded: Option<Bytes> = None;
@@ -273,10 +310,9 @@ impl Node {
                 continue;
             };
             let object = encoded
-                .get_or_insert_with(|| Bytes::from(codec::encode(&shipped)))
+                .get_or_insert_with(|| Bytes::from(codec::encode(shipped)))
                 .clone();
-            let (node, target, bkey) = (self.clone(), targets[i].clone(), req.bkey.clone());
-            let return_object = opts.return_body || opts.return_head;
+            let (node, target, bkey) = (self.clone(), targets[i].clone(), bkey.clone());
             remote.push(tokio::spawn(async move {
                 let r = node
                     .remote_put(&target, &peer, &bkey, object, merge, return_object)
@@ -294,8 +330,8 @@ impl Node {
     /// Returns the replicas that stored the write, coordinator first, with what they hold.
     fn write_local_replicas(
         &self,
-        req: &PutRequest,
-        opts: &PutOptions,
+        bkey: &BKey,
+        write: &Coordinated<'_>,
         props: &BucketProps,
         targets: &[PreflistEntry],
         replicas: &[NodeResult<Replica>],
@@ -317,42 +353,43 @@ impl Node {
         let mut order = vnodes.clone();
         order.sort_by_key(|(_, v)| v.partition());
         for (i, v) in order {
-            locks[i] = Some(v.lock_key(&req.bkey));
+            locks[i] = Some(v.lock_key(bkey));
         }
 
         let mut staged: Vec<(usize, &Vnode, Staged)> = Vec::with_capacity(vnodes.len());
         for &(i, v) in &vnodes {
             let lock = locks[i].as_ref().expect("locked above");
-            let result = match staged.first() {
-                None if !opts.asis => {
-                    let rules = WriteRules {
-                        merge,
-                        prune: prune_limits(props),
-                        limits,
-                        now_us: self.now_us(),
-                    };
-                    v.stage_coordinated(lock, &req.bkey, &req.context, req.content.clone(), &rules)
-                }
-                Some((_, _, coordinated)) => {
+            let rules = || WriteRules {
+                merge,
+                prune: prune_limits(props),
+                limits,
+                now_us: self.now_us(),
+            };
+            let result = match (staged.first(), write) {
+                (Some((_, _, coordinated)), _) => {
                     let obj = coordinated.object.clone();
-                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                    v.stage_replica(lock, bkey, &obj, &merge, limits)
                 }
-                None => {
+                (None, Coordinated::Object { req, asis: false }) => {
+                    v.stage_coordinated(lock, bkey, &req.context, req.content.clone(), &rules())
+                }
+                (None, Coordinated::Object { req, asis: true }) => {
                     let obj = RiakObject {
                         vclock: req.context.clone(),
                         contents: vec![req.content.clone()],
                     };
-                    v.stage_replica(lock, &req.bkey, &obj, &merge, limits)
+                    v.stage_replica(lock, bkey, &obj, &merge, limits)
                 }
+                (None, Coordinated::Datatype(dw)) => v.stage_datatype(lock, bkey, dw, &rules()),
             };
             match result {
                 Ok(s) => staged.push((i, v, s)),
-                // A write refused for its content (too large, too many siblings) fails the
-                // request outright: no other replica would take it either.
-                Err(e @ NodeError::Limit(_)) => return Err(e),
+                // A write refused for its content (too large, too many siblings, a data-type
+                // precondition) fails the request outright: no other replica would take it.
+                Err(e @ (NodeError::Limit(_) | NodeError::Datatype(_))) => return Err(e),
                 // The coordinator's failure sinks the write; its own error says why (a
                 // storage failure, a corrupt stored object) better than a quorum count.
-                Err(e) if staged.is_empty() && !opts.asis => return Err(e),
+                Err(e) if staged.is_empty() && !write.asis() => return Err(e),
                 Err(e) => {
                     fsm.add_reply(i, PutReply::Fail(e.to_string()));
                     if matches!(fsm.outcome(), Some(Err(_))) {
