@@ -115,12 +115,15 @@ impl Mux {
         tokio::spawn(write_loop(w, rx, closed.clone(), config.max_frame));
         tokio::spawn(read_loop(ReadLoop {
             reader,
-            peer: peer.clone(),
-            tx: tx.clone(),
             pending: pending.clone(),
             closed: closed.clone(),
-            service,
-            inflight: Arc::new(Semaphore::new(config.max_inflight)),
+            serve: Dispatch {
+                peer: peer.clone(),
+                tx: tx.clone(),
+                service,
+                inflight: Arc::new(Semaphore::new(config.max_inflight)),
+                closed: closed.clone(),
+            },
         }));
         Arc::new(Mux {
             peer,
@@ -272,12 +275,19 @@ fn encode(m: &Outgoing, max_frame: usize, buf: &mut BytesMut) -> Result<(), ()> 
 
 struct ReadLoop {
     reader: FramedRead<ReadHalf<Box<dyn Conn>>, FrameCodec>,
-    peer: PeerName,
-    tx: mpsc::Sender<Outgoing>,
     pending: Arc<Pending>,
     closed: CancellationToken,
+    serve: Dispatch,
+}
+
+/// What serving the peer's requests needs (apart from the reader, so it can be shared with the
+/// tasks that serve them).
+struct Dispatch {
+    peer: PeerName,
+    tx: mpsc::Sender<Outgoing>,
     service: Arc<dyn Service>,
     inflight: Arc<Semaphore>,
+    closed: CancellationToken,
 }
 
 async fn read_loop(mut rl: ReadLoop) {
@@ -304,44 +314,79 @@ async fn read_loop(mut rl: ReadLoop) {
                         Ok(frame)
                     } else {
                         Err(CallError::Remote {
-                            peer: rl.peer.to_string(),
+                            peer: rl.serve.peer.to_string(),
                             message: String::from_utf8_lossy(&frame).into_owned(),
                         })
                     };
                     let _ = w.send(reply);
                 }
             }
-            REQUEST | ONE_WAY => {
-                let permit = tokio::select! {
-                    p = rl.inflight.clone().acquire_owned() => p.expect("never closed"),
-                    _ = rl.closed.cancelled() => break None,
-                };
-                let fut = rl.service.request(rl.peer.clone(), frame);
-                let tx = rl.tx.clone();
-                tokio::spawn(async move {
-                    let result = fut.await;
-                    drop(permit);
-                    if kind == REQUEST {
-                        let (kind, body) = match result {
-                            Ok(body) => (REPLY, body),
-                            Err(message) => (REPLY_ERROR, Bytes::from(message)),
-                        };
-                        let _ = tx.send(Outgoing { kind, id, body }).await;
+            REQUEST => {
+                if let Some(result) = rl.serve.service.answer_now(&rl.serve.peer, &frame) {
+                    let (kind, body) = match result {
+                        Ok(body) => (REPLY, body),
+                        Err(message) => (REPLY_ERROR, Bytes::from(message)),
+                    };
+                    match rl.serve.tx.try_send(Outgoing { kind, id, body }) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(out)) => {
+                            // The writer is behind: wait for room on a task, not here.
+                            let tx = rl.serve.tx.clone();
+                            tokio::spawn(async move {
+                                let _ = tx.send(out).await;
+                            });
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break None,
                     }
-                });
+                    continue;
+                }
+                if !rl.serve.spawn(kind, id, frame).await {
+                    break None;
+                }
+            }
+            ONE_WAY => {
+                if !rl.serve.spawn(kind, id, frame).await {
+                    break None;
+                }
             }
             other => break Some(format!("unknown frame kind {other}")),
         }
     };
     if let Some(reason) = reason {
-        tracing::warn!(peer = %rl.peer, %reason, "internode connection dropped");
+        tracing::warn!(peer = %rl.serve.peer, %reason, "internode connection dropped");
     }
     rl.closed.cancel();
     let lost = CallError::ConnectionLost {
-        peer: rl.peer.to_string(),
+        peer: rl.serve.peer.to_string(),
     };
     for (_, w) in rl.pending.lock().drain() {
         let _ = w.send(Err(lost.clone()));
+    }
+}
+
+impl Dispatch {
+    /// Serves a request on its own task (at most `max_inflight` at once: waiting for a slot
+    /// stops the reading, which pushes back on the peer). Returns false once the connection
+    /// closed.
+    async fn spawn(&self, kind: u8, id: u64, frame: Bytes) -> bool {
+        let permit = tokio::select! {
+            p = self.inflight.clone().acquire_owned() => p.expect("never closed"),
+            _ = self.closed.cancelled() => return false,
+        };
+        let fut = self.service.request(self.peer.clone(), frame);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = fut.await;
+            drop(permit);
+            if kind == REQUEST {
+                let (kind, body) = match result {
+                    Ok(body) => (REPLY, body),
+                    Err(message) => (REPLY_ERROR, Bytes::from(message)),
+                };
+                let _ = tx.send(Outgoing { kind, id, body }).await;
+            }
+        });
+        true
     }
 }
 

@@ -23,6 +23,12 @@ use crate::stream::BulkStream;
 pub trait Service: Send + Sync + 'static {
     /// A request (or one-way message) from `peer`: the reply's payload, or an error message.
     fn request(&self, peer: PeerName, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>>;
+    /// Answers a request on the spot, on the connection's reader, when that is cheap and never
+    /// waits (a replica read, a heartbeat); `None` hands it to [`Service::request`] on a task of
+    /// its own. Answering the common small requests here saves a task and a wake-up each.
+    fn answer_now(&self, _peer: &PeerName, _body: &Bytes) -> Option<Result<Bytes, String>> {
+        None
+    }
     /// A bulk stream opened by `peer`; runs until the stream is done.
     fn stream(&self, peer: PeerName, stream: BulkStream) -> BoxFuture<'static, ()>;
 }

@@ -85,6 +85,11 @@ pub enum ClaimantReply {
     Cleared,
 }
 
+/// The first byte of an encoded [`Request::Ping`] (postcard writes the variant index first).
+pub const PING_TAG: u8 = 0;
+/// The first byte of an encoded [`Request::Get`].
+pub const GET_TAG: u8 = 2;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     /// A heartbeat, with the digest of the sender's cluster state.
@@ -266,6 +271,25 @@ mod tests {
         let resp: Response = Err(NodeError::Timeout);
         let back: Response = decode(&encode(&resp)).unwrap();
         assert!(matches!(back, Err(NodeError::Timeout)));
+    }
+
+    #[test]
+    fn tags_are_the_variants_first_bytes() {
+        assert_eq!(encode(&Request::Ping { digest: 7 })[0], PING_TAG);
+        let get = Request::Get {
+            vnode: VnodeRef {
+                partition: 1,
+                primary: true,
+                hops: 0,
+            },
+            key: WireKey {
+                btype: Bytes::new(),
+                bucket: Bytes::new(),
+                key: Bytes::new(),
+            },
+        };
+        assert_eq!(encode(&get)[0], GET_TAG);
+        assert_ne!(encode(&Request::Transfers)[0], GET_TAG);
     }
 
     proptest! {

@@ -60,6 +60,22 @@ impl rill_net::Service for NodeService {
         })
     }
 
+    /// Heartbeats and replica reads held here are answered on the connection's reader: they
+    /// never wait, and they are most of the traffic.
+    fn answer_now(&self, peer: &PeerName, body: &Bytes) -> Option<Result<Bytes, String>> {
+        if !matches!(body.first(), Some(&proto::PING_TAG | &proto::GET_TAG)) {
+            return None;
+        }
+        let node = self.node()?;
+        let peer = NodeName::from(&**peer);
+        let response = match proto::decode::<Request>(body).ok()? {
+            Request::Ping { digest } => node.pong(&peer, digest),
+            Request::Get { vnode, key } => node.get_here(&vnode, &key).ok()?,
+            _ => return None,
+        };
+        Some(Ok(proto::encode(&response)))
+    }
+
     fn stream(&self, peer: PeerName, stream: BulkStream) -> BoxFuture<'static, ()> {
         let node = self.node();
         Box::pin(async move {
@@ -80,16 +96,7 @@ enum Served {
 impl Node {
     async fn serve(&self, peer: &NodeName, req: Request) -> Response {
         match req {
-            Request::Ping { digest } => {
-                self.inner.liveness.heartbeat(peer, self.now_ms());
-                let view = self.view();
-                if digest != view.digest {
-                    self.gossip_soon(peer);
-                }
-                Ok(Reply::Pong {
-                    digest: view.digest,
-                })
-            }
+            Request::Ping { digest } => self.pong(peer, digest),
             Request::Gossip(theirs) => {
                 self.merge_state(&theirs)?;
                 let mine = self.view();
@@ -210,14 +217,36 @@ impl Node {
         Ok(Served::There(owner))
     }
 
+    /// A heartbeat: the peer is alive; our digest goes back, and differing states are
+    /// exchanged soon after.
+    fn pong(&self, peer: &NodeName, digest: u64) -> Response {
+        self.inner.liveness.heartbeat(peer, self.now_ms());
+        let view = self.view();
+        if digest != view.digest {
+            self.gossip_soon(peer);
+        }
+        Ok(Reply::Pong {
+            digest: view.digest,
+        })
+    }
+
+    /// A replica read answered from a vnode here, or the node it must be passed to.
+    fn get_here(&self, vnode: &VnodeRef, key: &WireKey) -> Result<Response, NodeName> {
+        let v = match self.served(vnode) {
+            Ok(Served::Here(v)) => v,
+            Ok(Served::There(owner)) => return Err(owner),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(key.bkey().and_then(|bkey| {
+            let obj = v.get(&bkey)?;
+            Ok(Reply::Object(obj.map(|o| Bytes::from(codec::encode(&o)))))
+        }))
+    }
+
     async fn serve_get(&self, vnode: VnodeRef, key: WireKey) -> Response {
-        let bkey = key.bkey()?;
-        match self.served(&vnode)? {
-            Served::Here(v) => {
-                let obj = v.get(&bkey)?;
-                Ok(Reply::Object(obj.map(|o| Bytes::from(codec::encode(&o)))))
-            }
-            Served::There(owner) => {
+        match self.get_here(&vnode, &key) {
+            Ok(answer) => answer,
+            Err(owner) => {
                 let req = Request::Get {
                     vnode: forwarded(vnode),
                     key,

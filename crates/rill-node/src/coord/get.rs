@@ -154,6 +154,9 @@ impl Node {
             while let Some((i, result)) = read.outstanding.next().await {
                 read.fsm.add_reply(i, get_reply(result));
             }
+            if !needs_repair(read.fsm.replies()) {
+                return;
+            }
             if let Some(all) = merge_replies(read.fsm.replies(), &opts) {
                 node.read_repair(&bkey, &all, &targets, read.fsm.replies(), opts);
             }
@@ -222,6 +225,24 @@ fn get_reply(result: NodeResult<Option<Arc<RiakObject>>>) -> GetReply<Arc<RiakOb
         Ok(None) => GetReply::NotFound,
         Err(e) => GetReply::Error(e.to_string()),
     }
+}
+
+/// Whether any replica may be behind: one answered not-found, or the replicas disagree. (The
+/// common case — every replica holds the same object — costs a comparison per reply.)
+fn needs_repair(replies: &[(usize, GetReply<Arc<RiakObject>>)]) -> bool {
+    let mut first: Option<&Arc<RiakObject>> = None;
+    for (_, reply) in replies {
+        match reply {
+            GetReply::NotFound => return true,
+            GetReply::Found(o) | GetReply::Tombstone(o) => match first {
+                None => first = Some(o),
+                Some(f) if Arc::ptr_eq(f, o) || **f == **o => {}
+                Some(_) => return true,
+            },
+            GetReply::Overload | GetReply::Error(_) => {}
+        }
+    }
+    false
 }
 
 /// The merge of the objects carried by a set of replies. Replicas usually agree exactly; then
