@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rill_net::{Conn, Listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a refused client gets to read the refusal before its socket is closed.
@@ -55,9 +55,9 @@ impl ConnectionLimit {
     /// the like) are waited out rather than spun on. Cancel-safe.
     pub async fn accept(
         &self,
-        listener: &TcpListener,
+        listener: &mut dyn Listener,
         refusal: &Bytes,
-    ) -> (TcpStream, SocketAddr, ConnectionPermit) {
+    ) -> (Box<dyn Conn>, SocketAddr, ConnectionPermit) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => match self.admit() {
@@ -112,7 +112,7 @@ impl ConnectionLimit {
 /// client sends meanwhile is read and thrown away (for a moment), so the close does not reset
 /// the connection before the client has read the refusal. Runs in its own task: never blocks
 /// the accept loop.
-fn refuse(mut stream: TcpStream, message: Bytes) {
+fn refuse(mut stream: Box<dyn Conn>, message: Bytes) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(REFUSAL_LINGER, async {
             stream.write_all(&message).await?;

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rill_core::bkey::BKey;
 use rill_core::cluster::ClusterState;
@@ -357,9 +358,19 @@ impl Node {
         cluster::monotonic_ms()
     }
 
-    /// A random 128-bit number (generated keys, vtags), through the network seam.
+    /// A random 128-bit number, through the network seam.
     pub fn random_u128(&self) -> u128 {
         ((self.inner.net.random_u64() as u128) << 64) | self.inner.net.random_u64() as u128
+    }
+
+    /// A fresh key for a POST that names none.
+    pub fn generate_key(&self) -> Bytes {
+        crate::request::base62(self.random_u128())
+    }
+
+    /// A fresh vtag for a new sibling.
+    pub fn generate_vtag(&self) -> Bytes {
+        crate::request::base62(self.random_u128())
     }
 
     /// The internode address this node announces to its peers.

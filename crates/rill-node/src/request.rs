@@ -131,20 +131,11 @@ pub struct DtUpdateOptions {
     pub timeout: Option<Duration>,
 }
 
-/// A generated key for a POST without one: 22 base62 characters from 128 random bits,
-/// as unique as Riak's.
-pub fn generate_key() -> Bytes {
-    base62_random()
-}
-
-/// A fresh vtag: 22 base62 characters from 128 random bits.
-pub fn generate_vtag() -> Bytes {
-    base62_random()
-}
-
-fn base62_random() -> Bytes {
+/// 22 base62 characters from 128 random bits: a generated key for a POST without one, or a
+/// vtag (as unique as Riak's). The bits come from the node ([`crate::Node::random_u128`]), so
+/// a simulated cluster generates the same keys from the same seed.
+pub fn base62(mut n: u128) -> Bytes {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut n: u128 = rand::random();
     let mut out = Vec::with_capacity(22);
     for _ in 0..22 {
         out.push(ALPHABET[(n % 62) as usize]);

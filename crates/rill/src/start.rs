@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use rill_net::{Net, TokioNet};
 use rill_node::Node;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -41,7 +40,8 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding internode traffic to {}", s.node.internode_addr))?;
     // With port 0 the address peers must use is only known now.
     s.node.internode_addr = internode.local_addr()?;
-    let (node, report) = Node::start_with(s.node.clone(), net).context("opening the node")?;
+    let (node, report) =
+        Node::start_with(s.node.clone(), net.clone()).context("opening the node")?;
     info!(
         name = %node.name(),
         data_dir = %s.node.data_dir.display(),
@@ -53,10 +53,12 @@ async fn serve(mut s: Settings) -> anyhow::Result<()> {
         "node opened"
     );
     node.serve_internode(internode);
-    let http = TcpListener::bind(s.http_addr)
+    let http = net
+        .bind(s.http_addr)
         .await
         .with_context(|| format!("binding HTTP to {}", s.http_addr))?;
-    let pb = TcpListener::bind(s.pb_addr)
+    let pb = net
+        .bind(s.pb_addr)
         .await
         .with_context(|| format!("binding PB to {}", s.pb_addr))?;
     info!(

@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rill_net::Conn;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -106,7 +106,7 @@ impl RequestClock {
 
 /// A socket whose reads fail with `TimedOut` once the request under way is past its deadline.
 struct ClockedIo {
-    inner: TcpStream,
+    inner: Box<dyn Conn>,
     clock: Arc<RequestClock>,
     /// The deadline's timer, and the request start it was armed for.
     timer: Option<(u64, Pin<Box<Sleep>>)>,
@@ -186,11 +186,10 @@ impl AsyncWrite for ClockedIo {
 /// (then in-flight requests finish and the connection closes).
 pub(crate) async fn serve_connection(
     api: Arc<Api>,
-    stream: TcpStream,
+    stream: Box<dyn Conn>,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let clock = Arc::new(RequestClock::new(api.config.clients.clone()));
     let io = ClockedIo {
         inner: stream,

@@ -19,7 +19,7 @@ use rill_core::crdt::{
     Context, Crdt, DtValue, FieldKey, FieldKind, FieldOp, FieldView, MapOp, Op, SetOp,
 };
 use rill_core::props::Datatype;
-use rill_node::request::{DtFetchOptions, DtUpdateOptions, DtUpdateRequest, generate_key};
+use rill_node::request::{DtFetchOptions, DtUpdateOptions, DtUpdateRequest};
 use serde_json::{Map, Value, json};
 
 use super::object::{bucket_path, enc};
@@ -91,7 +91,7 @@ pub(crate) async fn update(
         Some(_) => return Err(HttpError::bad_request("context must be a string")),
     };
     let generated = key.is_none();
-    let key = key.unwrap_or_else(generate_key);
+    let key = key.unwrap_or_else(|| api.node.generate_key());
     let req = DtUpdateRequest {
         bkey: BKey::new(bucket, key).map_err(bad)?,
         op: op_for(dt, &body)?,

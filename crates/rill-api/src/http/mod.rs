@@ -31,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use rill_core::bkey::Bucket;
+use rill_net::Listener;
 use rill_node::{Node, NodeError};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::client_limits::ClientLimits;
@@ -73,7 +73,7 @@ pub(crate) struct Api {
 /// Serves the HTTP API on `listener` until `shutdown` resolves; then lets the requests in
 /// flight finish, closes every connection, and returns.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     node: Node,
     config: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -86,7 +86,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            (stream, peer, slot) = limit.accept(&listener, &refusal) => {
+            (stream, peer, slot) = limit.accept(&mut *listener, &refusal) => {
                 let api = api.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {

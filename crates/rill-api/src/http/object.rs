@@ -16,8 +16,7 @@ use rill_core::bkey::{BKey, Bucket};
 use rill_core::object::{Content, Link, Metadata, RiakObject};
 use rill_core::vclock::VClock;
 use rill_node::request::{
-    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest, generate_key,
-    generate_vtag,
+    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest,
 };
 
 use super::params::Params;
@@ -96,7 +95,7 @@ async fn get(
                 return Ok(single(bref, &obj.vclock, c, StatusCode::OK));
             }
             if obj.contents.len() > 1 {
-                return Ok(siblings(bref, &obj, headers));
+                return Ok(siblings(api, bref, &obj, headers));
             }
             let c = &obj.contents[0];
             if not_modified(headers, c) {
@@ -134,7 +133,7 @@ async fn put(
     req: Request,
 ) -> Result<Response, HttpError> {
     let generated = key.is_none();
-    let key = key.unwrap_or_else(generate_key);
+    let key = key.unwrap_or_else(|| api.node.generate_key());
     let bkey = BKey::new(bucket, key).map_err(bad)?;
     let headers = req.headers().clone();
     let headers = &headers;
@@ -161,7 +160,7 @@ async fn put(
         content_type,
         charset,
         content_encoding: header_bytes(headers, header::CONTENT_ENCODING.as_str()),
-        vtag: generate_vtag(),
+        vtag: api.node.generate_vtag(),
         last_modified_us: api.node.now_us(),
         usermeta: usermeta_from(headers),
         links: links_from(headers)?,
@@ -199,7 +198,7 @@ async fn put(
         StatusCode::OK
     };
     let mut resp = match stored.filter(|_| return_body) {
-        Some(obj) if obj.contents.len() > 1 => siblings(bref, &obj, headers),
+        Some(obj) if obj.contents.len() > 1 => siblings(api, bref, &obj, headers),
         Some(obj) => single(bref, &obj.vclock, &obj.contents[0], status),
         None if generated => Response::builder()
             .status(StatusCode::CREATED)
@@ -278,7 +277,7 @@ fn single(bref: &BucketRef, vclock: &VClock, c: &Content, status: StatusCode) ->
 
 /// `300 Multiple Choices`: the sibling vtags as text, or every sibling as `multipart/mixed`
 /// when the client accepts it.
-fn siblings(bref: &BucketRef, obj: &RiakObject, req_headers: &HeaderMap) -> Response {
+fn siblings(api: &Api, bref: &BucketRef, obj: &RiakObject, req_headers: &HeaderMap) -> Response {
     let wants_multipart = req_headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -297,7 +296,7 @@ fn siblings(bref: &BucketRef, obj: &RiakObject, req_headers: &HeaderMap) -> Resp
             .body(Body::from(body))
             .expect("valid headers");
     }
-    let boundary = String::from_utf8_lossy(&generate_vtag()).into_owned();
+    let boundary = String::from_utf8_lossy(&api.node.generate_vtag()).into_owned();
     let mut body = BytesMut::new();
     for c in &obj.contents {
         body.put_slice(format!("\r\n--{boundary}\r\n").as_bytes());

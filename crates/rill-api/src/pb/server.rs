@@ -21,13 +21,13 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use rill_core::bkey::{BKey, Bucket, DEFAULT_TYPE};
 use rill_core::vclock::VClock;
+use rill_net::{Conn, Listener};
 use rill_node::request::{
     DeleteOptions, DtFetchOptions, DtUpdateOptions, DtUpdateRequest, GetOptions, GetResponse,
-    PutOptions, PutRequest, generate_key, generate_vtag,
+    PutOptions, PutRequest,
 };
 use rill_node::{Node, NodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Decoder;
 
 use super::codes::MessageCode;
@@ -74,7 +74,7 @@ impl Default for PbConfig {
 
 /// Serves PB connections on `listener` until `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     node: Node,
     config: PbConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -87,7 +87,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            (stream, peer, slot) = config.clients.pb.accept(&listener, &refusal) => {
+            (stream, peer, slot) = config.clients.pb.accept(&mut *listener, &refusal) => {
                 let node = node.clone();
                 let config = config.clone();
                 tokio::spawn(async move {
@@ -105,13 +105,13 @@ pub async fn serve(
 }
 
 struct Connection {
-    reader: tokio::net::tcp::OwnedReadHalf,
+    /// The client's socket: requests are read and answered in turn, so one stream serves both.
+    stream: Box<dyn Conn>,
     codec: RiakCodec,
     /// Received bytes not yet served, charged to the request memory budget.
     inbuf: BudgetedBuf,
     /// When the frame under way began to arrive (none while idle).
     frame_started: Option<Instant>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
     out: BytesMut,
     node: Node,
     client_id: Bytes,
@@ -128,22 +128,20 @@ enum ReadEnd {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, node: Node, config: &PbConfig) -> Self {
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+    fn new(stream: Box<dyn Conn>, node: Node, config: &PbConfig) -> Self {
         let clients = config.clients.clone();
         // Frames the budget could never hold are refused from their header, like oversized
         // ones.
         let max = config.max_frame.min(clients.budget.capacity());
+        let client_id = Bytes::copy_from_slice(&(node.random_u128() as u32).to_be_bytes());
         Connection {
-            reader: r,
+            stream,
             codec: RiakCodec::with_max_frame_len(u32::try_from(max).unwrap_or(u32::MAX)),
             inbuf: BudgetedBuf::new(&clients.budget, REQUEST_FREE_BYTES),
             frame_started: None,
-            writer: w,
             out: BytesMut::with_capacity(4096),
             node,
-            client_id: Bytes::copy_from_slice(&rand::random::<[u8; 4]>()),
+            client_id,
             max_frame: config.max_frame,
             clients,
         }
@@ -206,7 +204,7 @@ impl Connection {
         };
         let read = async {
             match self.inbuf.reserve(additional, upto).await {
-                Ok(()) => self.reader.read_buf(self.inbuf.bytes_mut()).await,
+                Ok(()) => self.stream.read_buf(self.inbuf.bytes_mut()).await,
                 // The codec refuses frames larger than the budget from their header.
                 Err(e @ BudgetError::TooLarge { .. }) => Err(std::io::Error::other(e)),
             }
@@ -248,7 +246,7 @@ impl Connection {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.writer.write_all(&self.out).await?;
+            self.stream.write_all(&self.out).await?;
             self.out.clear();
             if self.out.capacity() > KEEP_CAPACITY {
                 self.out = BytesMut::with_capacity(4096);
@@ -369,7 +367,7 @@ impl Connection {
         // Only an absent key asks for a generated one; an empty key is refused below, as
         // Riak does.
         let generated = m.key.is_none();
-        let key = m.key.unwrap_or_else(generate_key);
+        let key = m.key.unwrap_or_else(|| self.node.generate_key());
         let bkey = bkey(m.r#type, m.bucket, key)?;
         let content = m.content;
         let opts = PutOptions {
@@ -392,7 +390,7 @@ impl Connection {
                 .map(vclock)
                 .transpose()?
                 .unwrap_or_default(),
-            content: content_from_pb(content, generate_vtag(), self.node.now_us())
+            content: content_from_pb(content, self.node.generate_vtag(), self.node.now_us())
                 .map_err(NodeError::BadRequest)?,
         };
         // Riak blanks the values whenever return_head is set, even alongside return_body.
@@ -433,7 +431,7 @@ impl Connection {
 
     async fn dt_update(&mut self, m: DtUpdateReq) -> Result<(), NodeError> {
         let generated = m.key.is_none();
-        let key = m.key.unwrap_or_else(generate_key);
+        let key = m.key.unwrap_or_else(|| self.node.generate_key());
         let req = DtUpdateRequest {
             bkey: bkey(Some(m.r#type), m.bucket, key)?,
             op: datatype::op_from_pb(m.op)?,

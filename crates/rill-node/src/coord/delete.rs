@@ -18,7 +18,7 @@ use crate::coord::{resolve_n, resolve_quorum};
 use crate::error::NodeResult;
 use crate::node::{Node, Replica};
 use crate::request::{
-    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest, generate_vtag,
+    DeleteOptions, DeleteOutcome, GetOptions, GetResponse, PutOptions, PutRequest,
 };
 
 impl Node {
@@ -64,7 +64,7 @@ impl Node {
             content: Content {
                 meta: Metadata {
                     deleted: true,
-                    vtag: generate_vtag(),
+                    vtag: self.generate_vtag(),
                     last_modified_us: self.now_us(),
                     ..Metadata::default()
                 },
