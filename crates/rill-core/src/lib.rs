@@ -7,6 +7,7 @@
 //! in, so the same code runs in production, in unit tests with scripted replies, and under a
 //! deterministic cluster simulator.
 
+pub mod base62;
 pub mod bkey;
 pub mod cluster;
 pub mod codec;

@@ -229,18 +229,9 @@ fn newest_order(x: &Content, y: &Content) -> Ordering {
 /// A vtag for the write `dot`: the 128-bit number (actor, counter) in base 62, which is
 /// unique per write and looks like Riak's (up to 22 alphanumeric characters).
 pub fn vtag_for(dot: Dot) -> String {
-    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut n = (u128::from(u64::from_be_bytes(dot.actor.0)) << 64) | u128::from(dot.counter);
-    let mut out = Vec::with_capacity(22);
-    loop {
-        out.push(DIGITS[(n % 62) as usize]);
-        n /= 62;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    out.into_iter().map(char::from).collect()
+    crate::base62::minimal(
+        (u128::from(u64::from_be_bytes(dot.actor.0)) << 64) | u128::from(dot.counter),
+    )
 }
 
 #[cfg(test)]

@@ -263,7 +263,9 @@ impl Node {
 
     /// The annotated preference list (primaries and fallbacks) for a key with `n` replicas.
     pub fn preflist(&self, bkey: &BKey, n: u32) -> Vec<PreflistEntry> {
-        self.view()
+        self.inner
+            .view
+            .load()
             .ring
             .apl(&bkey.chash(), n, |node| self.is_up(node))
     }
@@ -335,7 +337,9 @@ impl Node {
         Ok(())
     }
 
-    /// Runs a request under its timeout (the request's own, else the node's default).
+    /// Runs a request under its timeout (the request's own, else the node's default). Callers
+    /// pass the request's future pinned where it was made (`pin!`): a coordinator's future is
+    /// large, and moving it into the timer and then into the caller's state costs a copy each.
     pub(crate) async fn with_timeout<T>(
         &self,
         timeout: Option<std::time::Duration>,
@@ -363,14 +367,20 @@ impl Node {
         ((self.inner.net.random_u64() as u128) << 64) | self.inner.net.random_u64() as u128
     }
 
-    /// A fresh key for a POST that names none.
+    /// A fresh key for a POST that names none: 22 base-62 digits of 128 random bits, as
+    /// unique as Riak's.
     pub fn generate_key(&self) -> Bytes {
-        crate::request::base62(self.random_u128())
+        self.random_numeral()
     }
 
-    /// A fresh vtag for a new sibling.
+    /// A fresh vtag for a new sibling (the coordinating vnode replaces it with one made from
+    /// the write's dot; writes stored as they are keep it).
     pub fn generate_vtag(&self) -> Bytes {
-        crate::request::base62(self.random_u128())
+        self.random_numeral()
+    }
+
+    fn random_numeral(&self) -> Bytes {
+        Bytes::copy_from_slice(&rill_core::base62::fixed(self.random_u128()))
     }
 
     /// The internode address this node announces to its peers.

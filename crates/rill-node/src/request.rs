@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use rill_core::bkey::BKey;
 use rill_core::crdt::{Context, Op};
 use rill_core::object::{Content, RiakObject};
@@ -129,17 +128,4 @@ pub struct DtUpdateOptions {
     /// Return the new value after the update.
     pub return_body: bool,
     pub timeout: Option<Duration>,
-}
-
-/// 22 base62 characters from 128 random bits: a generated key for a POST without one, or a
-/// vtag (as unique as Riak's). The bits come from the node ([`crate::Node::random_u128`]), so
-/// a simulated cluster generates the same keys from the same seed.
-pub fn base62(mut n: u128) -> Bytes {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::with_capacity(22);
-    for _ in 0..22 {
-        out.push(ALPHABET[(n % 62) as usize]);
-        n /= 62;
-    }
-    Bytes::from(out)
 }

@@ -54,6 +54,8 @@ pub struct Vnode {
     handing_off: AtomicBool,
     /// Once handed off: the new owner, to which every request is passed.
     forward_to: ArcSwapOption<NodeName>,
+    /// Whether `forward_to` was ever set: every request asks, and this is the cheap answer.
+    frozen: AtomicBool,
 }
 
 /// A key locked for a read-merge-write (see [`Vnode::lock_key`]).
@@ -139,6 +141,7 @@ impl Vnode {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             handing_off: AtomicBool::new(false),
             forward_to: ArcSwapOption::empty(),
+            frozen: AtomicBool::new(false),
         })
     }
 
@@ -149,7 +152,10 @@ impl Vnode {
 
     /// The node that now serves this partition, once it has been handed off.
     pub fn forwarding(&self) -> Option<NodeName> {
-        self.forward_to.load_full().map(|n| (*n).clone())
+        if !self.frozen.load(Ordering::Acquire) {
+            return None;
+        }
+        self.forward_to.load().as_deref().cloned()
     }
 
     /// Stops local writes and passes every later request to `to`. Waits for writes in
@@ -157,6 +163,7 @@ impl Vnode {
     pub fn freeze(&self, to: NodeName) {
         let _all: Vec<_> = self.stripes.iter().map(|s| s.lock()).collect();
         self.forward_to.store(Some(Arc::new(to)));
+        self.frozen.store(true, Ordering::Release);
     }
 
     /// The dirty mark of a storage key, when writes are being tracked.

@@ -164,7 +164,9 @@ impl Node {
         let stored = self
             .with_timeout(
                 opts.timeout,
-                self.write_replicas(&req.bkey, &write, props, params, &targets, true),
+                std::pin::pin!(
+                    self.write_replicas(&req.bkey, &write, props, params, &targets, true)
+                ),
             )
             .await?;
         let state = state_of(&stored, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))?;

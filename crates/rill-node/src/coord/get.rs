@@ -24,9 +24,31 @@ use crate::node::{Node, Replica, head_only};
 use crate::request::{GetOptions, GetResponse};
 
 /// Replies still to come from remote replicas, each with its position in the preference list.
-pub(crate) type Outstanding = FuturesUnordered<
-    futures::future::BoxFuture<'static, (usize, NodeResult<Option<Arc<RiakObject>>>)>,
->;
+/// A replica read on another node, with its preference-list position.
+type RemoteRead = futures::future::BoxFuture<'static, (usize, NodeResult<Option<Arc<RiakObject>>>)>;
+
+/// Replica reads on other nodes not yet answered. Nothing is allocated until the first one
+/// (on a single node, or when every replica is here, there is none).
+#[derive(Default)]
+pub(crate) struct Outstanding(Option<FuturesUnordered<RemoteRead>>);
+
+impl Outstanding {
+    fn push(&mut self, read: RemoteRead) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(read);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next reply to arrive; `None` once every read has answered.
+    pub(crate) async fn next(&mut self) -> Option<(usize, NodeResult<Option<Arc<RiakObject>>>)> {
+        match &mut self.0 {
+            Some(reads) => reads.next().await,
+            None => None,
+        }
+    }
+}
 
 /// A read machine and the replies not yet in it.
 pub(crate) struct Read {
@@ -39,7 +61,7 @@ impl Node {
     pub async fn get(&self, bkey: &BKey, opts: &GetOptions) -> NodeResult<GetResponse> {
         let started = Instant::now();
         let result = self
-            .with_timeout(opts.timeout, self.get_inner(bkey, opts))
+            .with_timeout(opts.timeout, std::pin::pin!(self.get_inner(bkey, opts)))
             .await;
         self.inner.stats.get_fsm.record(started.elapsed());
         if matches!(result, Ok(GetResponse::NotFound { .. })) {
@@ -110,7 +132,7 @@ impl Node {
         targets: &[PreflistEntry],
     ) -> NodeResult<Read> {
         let mut fsm = GetFsm::new(params, fsm_targets(targets)).map_err(NodeError::GetQuorum)?;
-        let outstanding = Outstanding::new();
+        let mut outstanding = Outstanding::default();
         for (i, target) in targets.iter().enumerate() {
             let result = match self.replica(target) {
                 Ok(Replica::Local(v)) => v.get(bkey),
@@ -118,8 +140,7 @@ impl Node {
                     let (node, target, bkey) = (self.clone(), target.clone(), bkey.clone());
                     outstanding.push(Box::pin(async move {
                         (i, node.remote_get(&target, &peer, &bkey).await)
-                    })
-                        as futures::future::BoxFuture<'static, _>);
+                    }));
                     continue;
                 }
                 Err(e) => Err(e),

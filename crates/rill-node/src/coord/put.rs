@@ -76,7 +76,10 @@ impl Node {
     ) -> NodeResult<PutResponse> {
         let started = Instant::now();
         let result = self
-            .with_timeout(opts.timeout, self.put_inner(req, opts, hops))
+            .with_timeout(
+                opts.timeout,
+                std::pin::pin!(self.put_inner(req, opts, hops)),
+            )
             .await;
         self.inner.stats.put_fsm.record(started.elapsed());
         result
