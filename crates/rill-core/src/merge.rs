@@ -22,6 +22,8 @@
 
 use std::cmp::Ordering;
 
+use bytes::Bytes;
+
 use crate::crdt;
 use crate::object::{Content, RiakObject};
 use crate::props::Datatype;
@@ -95,7 +97,7 @@ pub fn coordinate_put(
     let dot = clock.increment(actor, now_us / 1_000_000);
     new.dot = Some(dot);
     new.meta.last_modified_us = now_us;
-    new.meta.vtag = vtag_for(dot).into();
+    new.meta.vtag = vtag_for(dot);
     if opts.last_write_wins {
         return RiakObject::new(clock, new);
     }
@@ -227,18 +229,16 @@ fn newest_order(x: &Content, y: &Content) -> Ordering {
 }
 
 /// A vtag for the write `dot`: the 128-bit number (actor, counter) in base 62, which is
-/// unique per write and looks like Riak's (up to 22 alphanumeric characters).
-pub fn vtag_for(dot: Dot) -> String {
-    crate::base62::minimal(
-        (u128::from(u64::from_be_bytes(dot.actor.0)) << 64) | u128::from(dot.counter),
-    )
+/// unique per write and looks like Riak's (22 alphanumeric characters).
+pub fn vtag_for(dot: Dot) -> Bytes {
+    let n = (u128::from(u64::from_be_bytes(dot.actor.0)) << 64) | u128::from(dot.counter);
+    Bytes::copy_from_slice(&crate::base62::numeral(n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::object::Metadata;
-    use bytes::Bytes;
     use proptest::prelude::*;
 
     const DVV: MergeOptions = MergeOptions {
@@ -300,7 +300,7 @@ mod tests {
         let c = &obj.contents[0];
         assert_eq!(c.dot, Some(dot));
         assert_eq!(c.meta.last_modified_us, 5_000_000);
-        assert_eq!(c.meta.vtag.as_ref(), vtag_for(dot).as_bytes());
+        assert_eq!(c.meta.vtag, vtag_for(dot));
         assert_eq!(obj.vclock.get(actor(1)), 1);
         assert_eq!(obj.vclock.entries()[0].timestamp, 5);
     }
@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn vtags_are_unique_short_and_alphanumeric() {
         let dots = [(0u8, 1u64), (0, 2), (1, 1), (255, u64::MAX)];
-        let tags: Vec<String> = dots
+        let tags: Vec<Bytes> = dots
             .iter()
             .map(|&(a, counter)| {
                 vtag_for(Dot {
@@ -454,8 +454,8 @@ mod tests {
             .collect();
         for (i, t) in tags.iter().enumerate() {
             assert!(
-                t.len() <= 22 && t.bytes().all(|b| b.is_ascii_alphanumeric()),
-                "{t}"
+                t.len() == 22 && t.iter().all(u8::is_ascii_alphanumeric),
+                "{t:?}"
             );
             assert!(!tags[..i].contains(t));
         }
@@ -464,7 +464,7 @@ mod tests {
                 actor: actor(0),
                 counter: 61
             }),
-            "z"
+            &b"000000000000000000000z"[..]
         );
     }
 

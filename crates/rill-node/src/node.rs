@@ -380,7 +380,7 @@ impl Node {
     }
 
     fn random_numeral(&self) -> Bytes {
-        Bytes::copy_from_slice(&rill_core::base62::fixed(self.random_u128()))
+        Bytes::copy_from_slice(&rill_core::base62::numeral(self.random_u128()))
     }
 
     /// The internode address this node announces to its peers.

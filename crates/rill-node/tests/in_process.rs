@@ -21,12 +21,16 @@ fn ip(i: u8) -> IpAddr {
 }
 
 async fn node(net: &MemNet, i: u8) -> Node {
+    node_with_ring(net, i, 16).await
+}
+
+async fn node_with_ring(net: &MemNet, i: u8, ring_size: u32) -> Node {
     let host = net.host(ip(i));
     let addr = SocketAddr::new(ip(i), 8099);
     let config = NodeConfig {
         name: format!("n{i}@10.0.0.{i}"),
         backend: BackendKind::Memory,
-        ring_size: 16,
+        ring_size,
         internode_addr: addr,
         cluster_secret: Some(b"in-process".to_vec()),
         ..NodeConfig::default()
@@ -103,4 +107,44 @@ async fn two_nodes_form_a_cluster_in_one_process() {
     eventually("b sees a unreachable", || !b.is_up(&na)).await;
     net.heal(ip(1), ip(2));
     eventually("a sees b again", || a.is_up(&nb)).await;
+}
+
+/// A join is refused, with a message that says why, when the target is this node, cannot be
+/// reached, has another ring size, or when the joining node is already in a cluster or holds
+/// data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_that_cannot_work_are_refused_clearly() {
+    let net = MemNet::new(9);
+    let a = node(&net, 1).await;
+    let b = node(&net, 2).await;
+    let refusal = |r: Result<(), rill_node::NodeError>| r.unwrap_err().to_string();
+
+    let me = refusal(a.join(SocketAddr::new(ip(1), 8099)).await);
+    assert!(me.contains("is this node"), "{me}");
+    let nobody = refusal(a.join(SocketAddr::new(ip(9), 8099)).await);
+    assert!(nobody.contains("cannot reach"), "{nobody}");
+    let other_ring = node_with_ring(&net, 3, 32).await;
+    let ring = refusal(other_ring.join(SocketAddr::new(ip(1), 8099)).await);
+    assert!(ring.contains("ring of 32 partitions"), "{ring}");
+
+    let with_data = node(&net, 4).await;
+    let req = PutRequest {
+        bkey: bkey(1),
+        context: VClock::default(),
+        content: Content::new(Bytes::from_static(b"v"), Metadata::default()),
+    };
+    with_data.put(req, &PutOptions::default()).await.unwrap();
+    let full = refusal(with_data.join(SocketAddr::new(ip(1), 8099)).await);
+    assert!(full.contains("holds data"), "{full}");
+
+    b.join(SocketAddr::new(ip(1), 8099)).await.unwrap();
+    eventually("a hears of the join", || {
+        a.cluster_state().active_members().count() == 2
+    })
+    .await;
+    let member = refusal(a.join(SocketAddr::new(ip(3), 8099)).await);
+    assert!(
+        member.contains("already a member of a cluster of 2 nodes"),
+        "{member}"
+    );
 }

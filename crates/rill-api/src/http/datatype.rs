@@ -27,6 +27,18 @@ use super::params::Params;
 use super::route::BucketRef;
 use super::{Api, HttpError, bucket_of, respond};
 
+/// The read options of a data-type fetch, from the query string.
+fn fetch_options(params: &Params) -> Result<DtFetchOptions, HttpError> {
+    Ok(DtFetchOptions {
+        r: params.quorum("r")?,
+        pr: params.quorum("pr")?,
+        basic_quorum: params.flag("basic_quorum")?,
+        notfound_ok: params.flag("notfound_ok")?,
+        n_val: n_val(params)?,
+        timeout: params.timeout()?,
+    })
+}
+
 /// `GET .../datatypes/K`: 200 with the value, or 404 with the type.
 pub(crate) async fn fetch(
     api: &Api,
@@ -35,14 +47,7 @@ pub(crate) async fn fetch(
     params: &Params,
 ) -> Result<Response, HttpError> {
     let bkey = BKey::new(bucket_of(bref)?, key).map_err(bad)?;
-    let opts = DtFetchOptions {
-        r: params.quorum("r")?,
-        pr: params.quorum("pr")?,
-        basic_quorum: params.flag("basic_quorum")?,
-        notfound_ok: params.flag("notfound_ok")?,
-        n_val: n_val(params)?,
-        timeout: params.timeout()?,
-    };
+    let opts = fetch_options(params)?;
     let include_context = params.flag("include_context")?.unwrap_or(true);
     match api.node.dt_fetch(&bkey, &opts).await? {
         (_, Some(state)) => Ok(json_response(
@@ -143,14 +148,7 @@ pub(crate) async fn counter_get(
     params: &Params,
 ) -> Result<Response, HttpError> {
     let bkey = BKey::new(bucket_of(bref)?, key).map_err(bad)?;
-    let opts = DtFetchOptions {
-        r: params.quorum("r")?,
-        pr: params.quorum("pr")?,
-        basic_quorum: params.flag("basic_quorum")?,
-        notfound_ok: params.flag("notfound_ok")?,
-        n_val: n_val(params)?,
-        timeout: params.timeout()?,
-    };
+    let opts = fetch_options(params)?;
     match api.node.counter_fetch(&bkey, &opts).await? {
         Some(n) => Ok(respond(StatusCode::OK, "text/plain", n.to_string())),
         None => Err(HttpError::status(StatusCode::NOT_FOUND, "not found")),

@@ -101,7 +101,7 @@ pub fn coordinate(
     state.apply(op, dot, ctx, now_us)?;
     let meta = Metadata {
         content_type: Bytes::from_static(content_type(dt).as_bytes()),
-        vtag: vtag_for(dot).into(),
+        vtag: vtag_for(dot),
         last_modified_us: now_us,
         ..Metadata::default()
     };
