@@ -645,3 +645,51 @@ fn failing_replicas_give_503s_naming_the_unmet_quorum() {
         204
     );
 }
+
+#[test]
+fn a_key_listing_timeout_ends_a_slow_stream_with_an_error() {
+    let node = TestNode::start(&[]);
+    let h = http();
+    for i in 0..300 {
+        let resp = h
+            .put(&node.url(&format!("/buckets/slow/keys/k{i}")))
+            .header("Content-Type", "text/plain")
+            .send("v")
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+    let set = |action: &str| {
+        let resp = h
+            .put(&node.url("/admin/failpoints/vnode-fold-keys"))
+            .send(action)
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    };
+    // Each key now takes 10 ms to scan: the whole listing would take 3 s.
+    set("sleep(10)");
+    for mode in ["stream", "true"] {
+        let started = std::time::Instant::now();
+        let resp = h
+            .get(&node.url(&format!("/buckets/slow/keys?keys={mode}&timeout=200")))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let read = resp.into_body().read_to_string();
+        assert!(
+            read.is_err(),
+            "{mode}: a timed-out listing read whole: {read:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{mode}: {:?}",
+            started.elapsed()
+        );
+    }
+    set("off");
+    let all = json(
+        h.get(&node.url("/buckets/slow/keys?keys=true&timeout=5000"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!(all["keys"].as_array().unwrap().len(), 300);
+}

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use http::StatusCode;
 use rill_core::bkey::BKey;
 use rill_node::coord::KeyChunks;
+use rill_node::{NodeError, NodeResult};
 use serde_json::{Value, json};
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::params::Params;
 use super::route::BucketRef;
@@ -27,13 +27,36 @@ pub(crate) fn list_keys(
     params: &Params,
 ) -> Result<Response, HttpError> {
     let bucket = bucket_of(bref)?;
-    match params.get("keys") {
-        Some("true") => Ok(stream_json(api.node.list_keys(&bucket)?, "keys", false)),
-        Some("stream") => Ok(stream_json(api.node.list_keys(&bucket)?, "keys", true)),
-        _ => Err(HttpError::bad_request(
-            "keys parameter must be true or stream",
-        )),
-    }
+    let per_chunk = match params.get("keys") {
+        Some("true") => false,
+        Some("stream") => true,
+        _ => {
+            return Err(HttpError::bad_request(
+                "keys parameter must be true or stream",
+            ));
+        }
+    };
+    let chunks = until(api.node.list_keys(&bucket)?, deadline(params)?);
+    Ok(stream_json(chunks, "keys", per_chunk))
+}
+
+/// The chunks of a listing, ending with a timeout error once `deadline` passes.
+fn until(
+    chunks: KeyChunks,
+    deadline: Option<tokio::time::Instant>,
+) -> impl futures::Stream<Item = NodeResult<Vec<Bytes>>> + Send + 'static {
+    futures::stream::unfold(Some(chunks), move |rx| async move {
+        let mut rx = rx?;
+        let next = match deadline {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                Ok(next) => next,
+                // Dropping the channel stops the scan behind it.
+                Err(_) => return Some((Err(NodeError::Timeout), None)),
+            },
+        };
+        next.map(|item| (item, Some(rx)))
+    })
 }
 
 /// `GET /types/T/buckets?buckets=true|stream`, `/buckets?buckets=...`.
@@ -44,21 +67,35 @@ pub(crate) fn list_buckets(
 ) -> Result<Response, HttpError> {
     let btype = std::str::from_utf8(btype)
         .map_err(|_| HttpError::bad_request("bucket type must be UTF-8"))?;
-    match params.get("buckets") {
-        Some("true") => Ok(stream_json(api.node.list_buckets(btype)?, "buckets", false)),
-        Some("stream") => Ok(stream_json(api.node.list_buckets(btype)?, "buckets", true)),
-        _ => Err(HttpError::bad_request(
-            "buckets parameter must be true or stream",
-        )),
-    }
+    let per_chunk = match params.get("buckets") {
+        Some("true") => false,
+        Some("stream") => true,
+        _ => {
+            return Err(HttpError::bad_request(
+                "buckets parameter must be true or stream",
+            ));
+        }
+    };
+    let chunks = until(api.node.list_buckets(btype)?, deadline(params)?);
+    Ok(stream_json(chunks, "buckets", per_chunk))
+}
+
+/// When a listing must have finished: `timeout` (ms) from now. One still running then ends
+/// with an error (a broken transfer the client sees), never a silently short list.
+fn deadline(params: &Params) -> Result<Option<tokio::time::Instant>, HttpError> {
+    Ok(params.timeout()?.map(|t| tokio::time::Instant::now() + t))
 }
 
 /// Streams listing chunks as JSON: one `{"field":[...]}` object per chunk (`stream`), or a single
 /// object assembled on the wire (`true`). Either way nothing is buffered whole; an error in the
 /// middle ends the body early, which the client sees as a broken transfer.
-fn stream_json(chunks: KeyChunks, field: &'static str, per_chunk: bool) -> Response {
+fn stream_json(
+    chunks: impl futures::Stream<Item = NodeResult<Vec<Bytes>>> + Send + 'static,
+    field: &'static str,
+    per_chunk: bool,
+) -> Response {
     let mut first = true;
-    let body = ReceiverStream::new(chunks).map(move |chunk| {
+    let body = chunks.map(move |chunk| {
         let names = chunk.map_err(std::io::Error::other)?;
         let names: Vec<String> = names
             .iter()
