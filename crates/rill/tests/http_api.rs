@@ -603,13 +603,7 @@ fn failing_replicas_give_503s_naming_the_unmet_quorum() {
         .header("Content-Type", "text/plain")
         .send("v")
         .unwrap();
-    let fail = |point: &str, action: &str| {
-        let resp = h
-            .put(&node.url(&format!("/admin/failpoints/{point}")))
-            .send(action)
-            .unwrap();
-        assert_eq!(resp.status(), 204, "setting failpoint {point}");
-    };
+    let fail = |point: &str, action: &str| node.set_failpoint(point, action);
 
     // Two of three replicas fail the read: R = 2 cannot be met.
     fail("vnode-get", "2*return");
@@ -658,13 +652,7 @@ fn a_key_listing_timeout_ends_a_slow_stream_with_an_error() {
             .unwrap();
         assert_eq!(resp.status(), 204);
     }
-    let set = |action: &str| {
-        let resp = h
-            .put(&node.url("/admin/failpoints/vnode-fold-keys"))
-            .send(action)
-            .unwrap();
-        assert_eq!(resp.status(), 204);
-    };
+    let set = |action: &str| node.set_failpoint("vnode-fold-keys", action);
     // Each key now takes 10 ms to scan: the whole listing would take 3 s.
     set("sleep(10)");
     for mode in ["stream", "true"] {

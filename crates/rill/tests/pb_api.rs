@@ -1601,14 +1601,7 @@ fn a_key_listing_timeout_ends_a_slow_stream_with_an_error() {
     let node = TestNode::start(&[]);
     let mut c = node.pb();
     fill(&mut c, None, "slow", "k", 300);
-    let h = http();
-    let set = |action: &str| {
-        let resp = h
-            .put(&node.url("/admin/failpoints/vnode-fold-keys"))
-            .send(action)
-            .unwrap();
-        assert_eq!(resp.status(), 204);
-    };
+    let set = |action: &str| node.set_failpoint("vnode-fold-keys", action);
     // Each key now takes 10 ms to scan: the whole listing would take 3 s.
     set("sleep(10)");
     let started = std::time::Instant::now();

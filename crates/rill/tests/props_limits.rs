@@ -179,14 +179,6 @@ fn props_no_ring_can_serve_are_refused_on_every_path_and_the_bucket_keeps_servin
     c.ping();
 }
 
-fn set_failpoint(node: &TestNode, point: &str, action: &str) {
-    let resp = http()
-        .put(&node.url(&format!("/admin/failpoints/{point}")))
-        .send(action)
-        .unwrap();
-    assert_eq!(resp.status(), 204, "setting failpoint {point}");
-}
-
 /// Every quorum failure a single node can produce, over both protocols: unmet quorums are
 /// 503 (HTTP) and RpbErrorResp (PB) with Riak's text; a request invalid on its own is 400.
 #[test]
@@ -198,22 +190,22 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     assert_eq!(put_value(&node, url, "v").0, 204);
 
     // r_val_unsatisfied: two of three replicas fail the read.
-    set_failpoint(&node, "vnode-get", "2*return");
+    node.set_failpoint("vnode-get", "2*return");
     let (s, body) = get(&node, url);
     assert_eq!(s, 503, "{body}");
     assert!(body.starts_with("R-value unsatisfied: "), "{body}");
-    set_failpoint(&node, "vnode-get", "2*return");
+    node.set_failpoint("vnode-get", "2*return");
     assert!(
         c.call_err(&pb_get("b", "k"))
             .contains("R-value unsatisfied")
     );
 
     // pr_val_unsatisfied: every primary must answer, one fails.
-    set_failpoint(&node, "vnode-get", "1*return");
+    node.set_failpoint("vnode-get", "1*return");
     let (s, body) = get(&node, &format!("{url}?pr=3"));
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("PR-value unsatisfied"), "{body}");
-    set_failpoint(&node, "vnode-get", "1*return");
+    node.set_failpoint("vnode-get", "1*return");
     let err = c.call_err(&Request::Get(RpbGetReq {
         pr: Some(3),
         ..RpbGetReq {
@@ -225,20 +217,20 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     assert!(err.contains("PR-value unsatisfied"), "{err}");
 
     // w_val_unsatisfied: two replicas refuse the write.
-    set_failpoint(&node, "vnode-replica-put", "2*return");
+    node.set_failpoint("vnode-replica-put", "2*return");
     let (s, body) = put_value(&node, url, "w");
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("-value unsatisfied"), "{body}");
-    set_failpoint(&node, "vnode-replica-put", "2*return");
+    node.set_failpoint("vnode-replica-put", "2*return");
     let err = c.call_err(&Request::Put(put_req("b", "k", "w")));
     assert!(err.contains("-value unsatisfied"), "{err}");
 
     // pw: every primary must take the write, one refuses.
-    set_failpoint(&node, "vnode-replica-put", "1*return");
+    node.set_failpoint("vnode-replica-put", "1*return");
     let (s, body) = put_value(&node, &format!("{url}?pw=3"), "w");
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("-value unsatisfied"), "{body}");
-    set_failpoint(&node, "vnode-replica-put", "1*return");
+    node.set_failpoint("vnode-replica-put", "1*return");
     let err = c.call_err(&Request::Put(RpbPutReq {
         pw: Some(3),
         ..put_req("b", "k", "w")
@@ -246,11 +238,11 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     assert!(err.contains("-value unsatisfied"), "{err}");
 
     // The coordinating replica fails: the storage's reason, as an availability answer.
-    set_failpoint(&node, "vnode-coordinate-put", "1*return");
+    node.set_failpoint("vnode-coordinate-put", "1*return");
     let (s, body) = put_value(&node, url, "w");
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("vnode-coordinate-put"), "{body}");
-    set_failpoint(&node, "vnode-coordinate-put", "1*return");
+    node.set_failpoint("vnode-coordinate-put", "1*return");
     let err = c.call_err(&Request::Put(put_req("b", "k", "w")));
     assert!(err.contains("vnode-coordinate-put"), "{err}");
 

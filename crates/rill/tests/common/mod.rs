@@ -312,6 +312,16 @@ pub fn get_req(bucket: &str, key: &str) -> RpbGetReq {
 }
 
 impl TestNode {
+    /// Sets fault-injection point `point` to `action` (`off` clears it); needs a build with
+    /// the `failpoints` feature.
+    pub fn set_failpoint(&self, point: &str, action: &str) {
+        let resp = http()
+            .put(&self.url(&format!("/admin/failpoints/{point}")))
+            .send(action)
+            .unwrap();
+        assert_eq!(resp.status(), 204, "setting failpoint {point}");
+    }
+
     /// `GET path` answered with JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let text = http()
