@@ -80,19 +80,16 @@ fn push(streams: &mut [TcpStream], each: usize, window: Duration) -> usize {
     sent.iter().sum()
 }
 
-/// Waits until the node holds more than `bytes` of request memory: what the kernel accepted
-/// from the slow clients reaches the node's buffers (and its budget) a moment later.
-fn held_beyond(node: &TestNode, bytes: u64) {
+/// Waits until the node's `/stats` satisfy `check`: what the kernel accepted from the slow
+/// clients reaches the node's buffers (its budget, then its waits) a moment later.
+fn stats_reach(node: &TestNode, what: &str, check: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let held = stat(node, "request_memory_held_bytes");
-        if held > bytes {
+        let s = stats(node);
+        if check(&s) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the slow clients' bodies were never held: {held} bytes"
-        );
+        assert!(Instant::now() < deadline, "{what} never happened: {s}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -171,13 +168,19 @@ fn hostile_clients_cost_at_most_the_budget_and_are_closed_after_the_timeout() {
     assert!(sent > 64 << 20, "the node took only {sent} body bytes");
 
     others_are_served(&node, 1);
-    held_beyond(&node, 32 << 20);
+    stats_reach(
+        &node,
+        "every client connected, the budget filled and connections waiting",
+        |s| {
+            s["request_memory_held_bytes"].as_u64().unwrap() > 32 << 20
+                && s["request_memory_waits_total"].as_u64().unwrap() > 0
+                && s["http_connections_open"].as_u64().unwrap() >= 200
+                && s["pbc_active"].as_u64().unwrap() >= 200
+        },
+    );
     let s = stats(&node);
     let held = s["request_memory_held_bytes"].as_u64().unwrap();
     assert!(held <= 64 << 20, "held {held}");
-    assert!(s["request_memory_waits_total"].as_u64().unwrap() > 0);
-    assert!(s["http_connections_open"].as_u64().unwrap() >= 200, "{s}");
-    assert!(s["pbc_active"].as_u64().unwrap() >= 200, "{s}");
     others_are_served(&node, 2);
 
     // Budget, plus per connection what it costs outside the budget (its task, socket, output
@@ -219,7 +222,9 @@ fn a_40_mb_object_is_stored_and_read_while_slow_clients_hold_their_connections()
     let _pb: Vec<TcpStream> = (0..200).map(|_| hostile_pb(node.pb)).collect();
     let mut web: Vec<TcpStream> = (0..50).map(|i| hostile_http(node.http, i)).collect();
     push(&mut web, 1 << 20, Duration::from_secs(2));
-    held_beyond(&node, 20 << 20);
+    stats_reach(&node, "the slow clients' bodies held", |s| {
+        s["request_memory_held_bytes"].as_u64().unwrap() > 20 << 20
+    });
 
     let big: Vec<u8> = (0..40_000_000u32).map(|i| (i % 251) as u8).collect();
     let h = http();
