@@ -330,10 +330,17 @@ async fn read_loop(mut rl: ReadLoop) {
                     match rl.serve.tx.try_send(Outgoing { kind, id, body }) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(out)) => {
-                            // The writer is behind: wait for room on a task, not here.
+                            // The writer is behind: wait for room on a task, not here, holding
+                            // an in-flight slot like any served request, so a peer that stops
+                            // reading its replies stops our reading too, never piles them up.
+                            let permit = tokio::select! {
+                                p = rl.serve.inflight.clone().acquire_owned() => p.expect("never closed"),
+                                _ = rl.closed.cancelled() => break None,
+                            };
                             let tx = rl.serve.tx.clone();
                             tokio::spawn(async move {
                                 let _ = tx.send(out).await;
+                                drop(permit);
                             });
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => break None,
