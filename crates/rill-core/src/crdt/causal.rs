@@ -264,7 +264,7 @@ impl<S: DotStore> Causal<S> {
     /// context this state has not fully seen wait for it.
     pub(crate) fn applied(&mut self, dot: Dot, ctx: Option<&VersionVector>, removes: &[S::Item]) {
         self.clock.witness(dot);
-        if let Some(ctx) = ctx {
+        if let Some(ctx) = ctx.filter(|_| !removes.is_empty()) {
             self.deferred.defer_unless_seen(&self.clock, ctx, removes);
         }
     }

@@ -18,7 +18,7 @@ use crate::vclock::{Actor, Dot};
 pub const FORMAT_V1: u8 = 1;
 
 const TAG_COUNTER: u8 = 1;
-const TAG_SET: u8 = 2;
+pub(crate) const TAG_SET: u8 = 2;
 const TAG_MAP: u8 = 3;
 const TAG_HLL: u8 = 4;
 const TAG_GSET: u8 = 5;
@@ -202,7 +202,7 @@ fn varint(r: &mut Reader<'_>) -> Result<u64> {
     r.varint().ok_or(TRUNCATED)
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -290,7 +290,7 @@ fn put_fields(out: &mut Vec<u8>, actors: &Actors, fields: &Fields) {
     }
 }
 
-fn put_deferred<T: Ord + Clone>(
+pub(crate) fn put_deferred<T: Ord + Clone>(
     out: &mut Vec<u8>,
     d: &Deferred<T>,
     mut put_item: impl FnMut(&mut Vec<u8>, &T),
@@ -305,7 +305,7 @@ fn put_deferred<T: Ord + Clone>(
     }
 }
 
-fn read_deferred<T: Ord + Clone>(
+pub(crate) fn read_deferred<T: Ord + Clone>(
     r: &mut Reader<'_>,
     mut read_item: impl FnMut(&mut Reader<'_>) -> Result<T>,
 ) -> Result<Deferred<T>> {

@@ -19,6 +19,7 @@ pub mod hll;
 pub mod map;
 pub mod object;
 pub mod set;
+pub mod split;
 
 use std::borrow::Cow;
 

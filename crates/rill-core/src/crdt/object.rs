@@ -17,7 +17,7 @@ use crate::crdt::{Crdt, DtError, Op, VersionVector, hll};
 use crate::merge::vtag_for;
 use crate::object::{Content, Metadata, RiakObject};
 use crate::props::Datatype;
-use crate::vclock::Actor;
+use crate::vclock::{Actor, Dot, VClock};
 
 /// The content type Riak gives objects of each data type.
 pub fn content_type(dt: Datatype) -> &'static str {
@@ -96,21 +96,55 @@ pub fn coordinate(
         None => Crdt::new(dt, VersionVector::new(), hll_precision),
     };
     state.fit_precision(hll_precision);
-    let mut vclock = local.map(|o| o.vclock.clone()).unwrap_or_default();
-    let dot = vclock.increment_past(actor, state.seen(actor), now_us / 1_000_000);
+    let (vclock, dot) = next_event(local, actor, state.seen(actor), now_us);
     state.apply(op, dot, ctx, now_us)?;
+    let content = typed_content(dt, dot, now_us, Bytes::from(encoding::encode(&state)));
+    Ok((RiakObject::new(vclock, content), state))
+}
+
+/// The clock of the object an update at `actor` writes, and the update's dot: past both the
+/// object's clock and the `seen` events of the actor in the state.
+pub(crate) fn next_event(
+    local: Option<&RiakObject>,
+    actor: Actor,
+    seen: u64,
+    now_us: u64,
+) -> (VClock, Dot) {
+    let mut vclock = local.map(|o| o.vclock.clone()).unwrap_or_default();
+    let dot = vclock.increment_past(actor, seen, now_us / 1_000_000);
+    (vclock, dot)
+}
+
+/// The content an update writes: the state's bytes, typed, stamped with the update's dot.
+pub(crate) fn typed_content(dt: Datatype, dot: Dot, now_us: u64, value: Bytes) -> Content {
     let meta = Metadata {
         content_type: Bytes::from_static(content_type(dt).as_bytes()),
         vtag: vtag_for(dot),
         last_modified_us: now_us,
         ..Metadata::default()
     };
-    let content = Content {
+    Content {
         meta,
-        value: Bytes::from(encoding::encode(&state)),
+        value,
         dot: Some(dot),
-    };
-    Ok((RiakObject::new(vclock, content), state))
+    }
+}
+
+/// Of two objects' live contents, the one whose metadata a merge keeps: the newest, chosen the
+/// same way on every replica.
+pub(crate) fn newest_content<'a>(
+    contents: impl IntoIterator<Item = &'a Content>,
+) -> Option<&'a Content> {
+    contents
+        .into_iter()
+        .filter(|c| !c.is_tombstone())
+        .max_by(|x, y| {
+            (x.meta.last_modified_us, &x.meta.vtag, x.dot).cmp(&(
+                y.meta.last_modified_us,
+                &y.meta.vtag,
+                y.dot,
+            ))
+        })
 }
 
 /// Merges two concurrent objects of a data-type bucket into one content. `None` when there
@@ -126,19 +160,7 @@ pub fn merge_objects(a: &RiakObject, b: &RiakObject, dt: Datatype) -> Option<Ria
     }
     let mut state = state_of(a, dt, true).ok()??;
     state.merge(&state_of(b, dt, true).ok()??);
-    // The newest live content's metadata, chosen the same way on every replica.
-    let newest = a
-        .contents
-        .iter()
-        .chain(&b.contents)
-        .filter(|c| !c.is_tombstone())
-        .max_by(|x, y| {
-            (x.meta.last_modified_us, &x.meta.vtag, x.dot).cmp(&(
-                y.meta.last_modified_us,
-                &y.meta.vtag,
-                y.dot,
-            ))
-        })?;
+    let newest = newest_content(a.contents.iter().chain(&b.contents))?;
     let content = Content {
         meta: newest.meta.clone(),
         value: Bytes::from(encoding::encode(&state)),
