@@ -533,6 +533,7 @@ impl Sender<'_> {
                     items.push((k.clone(), raw));
                 }
             }
+            let items = vnode.whole_objects(items)?;
             self.send_batch(items, None).await?;
             self.drain().await?;
             for k in chunk {
@@ -562,7 +563,7 @@ async fn read_batch(
             }
         }
         let last = items.last().map(|(k, _)| k.clone());
-        Ok((items, last))
+        Ok((v.whole_objects(items)?, last))
     })
     .await
     .map_err(|e| NodeError::Unreachable(e.to_string()))?

@@ -305,6 +305,7 @@ impl Node {
         let vnode = Arc::new(Vnode::open(
             p,
             store,
+            self.inner.backend.clone(),
             self.inner.cache.clone(),
             meta.as_ref(),
             || {

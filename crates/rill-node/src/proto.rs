@@ -26,6 +26,7 @@ use crate::error::{NodeError, NodeResult};
 use crate::handoff::TransferStatus;
 use crate::metadata::Entry;
 use crate::request::{DtUpdateOptions, PutOptions};
+use rill_core::crdt::split::SetDelta;
 use rill_core::crdt::{Context, Op};
 
 /// A bucket and key as they travel.
@@ -155,6 +156,16 @@ pub enum Request {
         legacy: bool,
         hops: u8,
     },
+    /// Apply a set update to a replica in the split layout (`rill_core::crdt::split`):
+    /// `head` is the coordinator's new head object, encoded. Answered `Behind` when the
+    /// replica must be sent the whole set instead.
+    PutSetDelta {
+        vnode: VnodeRef,
+        key: WireKey,
+        head: Bytes,
+        delta: SetDelta,
+        return_object: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -176,6 +187,8 @@ pub enum Reply {
     Done,
     /// A data type's state after an update, encoded, when asked for.
     Datatype(Option<Bytes>),
+    /// A set replica had not seen everything the coordinator of a delta had.
+    Behind,
 }
 
 /// Every answer: a reply, or the node error that the requester passes on (a forwarded write's

@@ -21,6 +21,15 @@ use rill_net::CallError;
 use crate::error::{NodeError, NodeResult};
 use crate::node::Node;
 use crate::proto::{self, Reply, Request, Response, VnodeRef, WireKey};
+use crate::vnode::SetUpdate;
+
+/// What became of a delta sent to a replica.
+pub(crate) enum Delivered {
+    /// Stored; the replica's object when asked for.
+    Stored(Option<Arc<RiakObject>>),
+    /// The replica must be sent the whole set instead.
+    Behind,
+}
 
 impl Node {
     /// Sends `req` to `node` and waits up to `timeout` for its reply.
@@ -102,6 +111,35 @@ impl Node {
         {
             Reply::Stored(None) => Ok(None),
             Reply::Stored(Some(raw)) => decode_object(raw).map(|o| Some(Arc::new(o))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Applies a set update's delta to a replica on another node.
+    pub(crate) async fn remote_set_delta(
+        &self,
+        target: &PreflistEntry,
+        node: &NodeName,
+        bkey: &BKey,
+        update: &SetUpdate,
+        return_object: bool,
+    ) -> NodeResult<Delivered> {
+        let req = Request::PutSetDelta {
+            vnode: vnode_ref(target, 0),
+            key: WireKey::from(bkey),
+            head: Bytes::from(codec::encode(&update.head)),
+            delta: update.delta.clone(),
+            return_object,
+        };
+        match self
+            .call(node, &req, self.inner.config.internode_timeout)
+            .await?
+        {
+            Reply::Behind => Ok(Delivered::Behind),
+            Reply::Stored(None) => Ok(Delivered::Stored(None)),
+            Reply::Stored(Some(raw)) => {
+                decode_object(raw).map(|o| Delivered::Stored(Some(Arc::new(o))))
+            }
             other => Err(unexpected(&other)),
         }
     }

@@ -23,7 +23,8 @@ use crate::node::{Inner, Node};
 use crate::proto::{self, ListMsg, Reply, Request, Response, StreamOpen, VnodeRef, WireKey};
 use crate::remote::unexpected;
 use crate::request::{DtUpdateRequest, PutRequest};
-use crate::vnode::Vnode;
+use crate::vnode::{SetUpdate, Vnode};
+use rill_core::crdt::split::SetDelta;
 
 /// The transport's view of a node. Holds the node weakly: the node owns its peer table, which
 /// owns this service.
@@ -116,6 +117,16 @@ impl Node {
                     .await
             }
             Request::Reap { vnode, key, clock } => self.serve_reap(vnode, key, clock).await,
+            Request::PutSetDelta {
+                vnode,
+                key,
+                head,
+                delta,
+                return_object,
+            } => {
+                self.serve_set_delta(vnode, key, head, delta, return_object)
+                    .await
+            }
             Request::Coordinate {
                 key,
                 object,
@@ -283,6 +294,44 @@ impl Node {
                     key,
                     object,
                     merge,
+                    return_object,
+                };
+                self.call(&owner, &req, self.inner.config.internode_timeout)
+                    .await
+            }
+        }
+    }
+
+    async fn serve_set_delta(
+        &self,
+        vnode: VnodeRef,
+        key: WireKey,
+        head: Bytes,
+        delta: SetDelta,
+        return_object: bool,
+    ) -> Response {
+        let bkey = key.bkey()?;
+        match self.served(&vnode)? {
+            Served::Here(v) => {
+                let update = SetUpdate {
+                    head: crate::remote::decode_object(head)?,
+                    delta,
+                };
+                let Some(stored) = v.replica_set_delta(&bkey, &update)? else {
+                    return Ok(Reply::Behind);
+                };
+                self.inner.stats.vnode_puts.inc();
+                self.commit().await?;
+                Ok(Reply::Stored(
+                    return_object.then(|| Bytes::from(codec::encode(&stored))),
+                ))
+            }
+            Served::There(owner) => {
+                let req = Request::PutSetDelta {
+                    vnode: forwarded(vnode),
+                    key,
+                    head,
+                    delta,
                     return_object,
                 };
                 self.call(&owner, &req, self.inner.config.internode_timeout)

@@ -194,13 +194,13 @@ impl Stats {
         dt: Datatype,
         elapsed: Duration,
         size: usize,
-        state: Option<&Crdt>,
+        actors: Option<usize>,
     ) {
         let s = self.of(dt);
         s.update_time.record(elapsed);
         s.objsize.record_value(size as u64);
-        if let Some(state) = state {
-            s.actors.record_value(state.actor_count() as u64);
+        if let Some(actors) = actors {
+            s.actors.record_value(actors as u64);
         }
     }
 

@@ -63,7 +63,7 @@ use crate::group_commit::{CommitStats, GroupCommitter};
 use crate::limits::{check_put, storable_key};
 use crate::scan::scan_bounds;
 use crate::{
-    Backend, BackendStats, BatchPut, Durability, ErrorKind, KeyIter, KvIter, PartitionId,
+    Backend, BackendStats, BatchWrite, Durability, ErrorKind, KeyIter, KvIter, PartitionId,
     PartitionStore, StorageError,
 };
 
@@ -209,16 +209,22 @@ impl Backend for FjallBackend {
         self.meta.clone()
     }
 
-    fn write_batch(&self, puts: &[BatchPut<'_>]) -> Result<(), StorageError> {
+    fn write_batch(&self, writes: &[BatchWrite<'_>]) -> Result<(), StorageError> {
         let mut batch = self.db.batch();
         {
             let partitions = self.partitions.lock();
-            for put in puts {
-                check_put(put.key, put.value)?;
+            for w in writes {
                 let store = partitions
-                    .get(&put.partition)
+                    .get(&w.partition)
                     .ok_or_else(|| StorageError::closed("partition"))?;
-                batch.insert(&store.keyspace, put.key, put.value);
+                match w.value {
+                    Some(value) => {
+                        check_put(w.key, value)?;
+                        batch.insert(&store.keyspace, w.key, value);
+                    }
+                    None if storable_key(w.key) => batch.remove(&store.keyspace, w.key),
+                    None => {}
+                }
             }
         }
         // One journal entry for the whole batch, written through to the OS like a single put.

@@ -68,10 +68,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A store for node metadata, separate from every partition.
     fn metadata(&self) -> Arc<dyn PartitionStore>;
 
-    /// Stores several values, possibly in different partitions, as one atomic write: either
-    /// all are stored or none. Costs one journal append where separate puts cost one each —
+    /// Stores (or removes) several values, possibly in different partitions, as one atomic
+    /// write: either all are applied or none. Costs one journal append where separate puts cost one each —
     /// the node writes all local replicas of an object this way. Partitions must be open.
-    fn write_batch(&self, puts: &[BatchPut<'_>]) -> Result<(), StorageError>;
+    fn write_batch(&self, puts: &[BatchWrite<'_>]) -> Result<(), StorageError>;
 
     /// Group commit: resolves once every write that returned before this call is durable at
     /// `level`. Concurrent callers share one flush/fsync.
@@ -103,12 +103,12 @@ pub struct BackendStats {
     pub fsyncs: u64,
 }
 
-/// One value of a [`Backend::write_batch`].
+/// One key of a [`Backend::write_batch`]: the value to store, or `None` to remove the key.
 #[derive(Clone, Copy, Debug)]
-pub struct BatchPut<'a> {
+pub struct BatchWrite<'a> {
     pub partition: PartitionId,
     pub key: &'a [u8],
-    pub value: &'a [u8],
+    pub value: Option<&'a [u8]>,
 }
 
 /// One partition's ordered key/value store.

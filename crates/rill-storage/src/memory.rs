@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::limits::{check_put, storable_key};
 use crate::scan::{KeyBounds, resume_after, scan_bounds};
 use crate::{
-    Backend, BackendStats, BatchPut, Durability, KeyIter, KvIter, PartitionId, PartitionStore,
+    Backend, BackendStats, BatchWrite, Durability, KeyIter, KvIter, PartitionId, PartitionStore,
     StorageError,
 };
 
@@ -78,23 +78,30 @@ impl Backend for MemoryBackend {
         self.meta.clone()
     }
 
-    fn write_batch(&self, puts: &[BatchPut<'_>]) -> Result<(), StorageError> {
+    fn write_batch(&self, writes: &[BatchWrite<'_>]) -> Result<(), StorageError> {
         // Check everything first so that a refused batch stores nothing.
         let partitions = self.partitions.lock();
-        let mut targets = Vec::with_capacity(puts.len());
-        for put in puts {
-            check_put(put.key, put.value)?;
+        let mut targets = Vec::with_capacity(writes.len());
+        for w in writes {
+            if let Some(value) = w.value {
+                check_put(w.key, value)?;
+            }
             let store = partitions
-                .get(&put.partition)
+                .get(&w.partition)
                 .ok_or_else(|| StorageError::closed("partition"))?;
             store.check_open()?;
             targets.push(store.clone());
         }
-        for (put, store) in puts.iter().zip(targets) {
-            store.map.write().insert(
-                Bytes::copy_from_slice(put.key),
-                Bytes::copy_from_slice(put.value),
-            );
+        for (w, store) in writes.iter().zip(targets) {
+            let mut map = store.map.write();
+            match w.value {
+                Some(value) => {
+                    map.insert(Bytes::copy_from_slice(w.key), Bytes::copy_from_slice(value));
+                }
+                None => {
+                    map.remove(w.key);
+                }
+            }
         }
         Ok(())
     }

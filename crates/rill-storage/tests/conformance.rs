@@ -263,10 +263,10 @@ fn write_batch_stores_all_or_nothing(h: &mut dyn Harness) {
     let backend = h.backend();
     let a = backend.open_partition(1).expect("open");
     let b = backend.open_partition(2).expect("open");
-    let put = |partition, key: &'static [u8], value: &'static [u8]| rill_storage::BatchPut {
+    let put = |partition, key: &'static [u8], value: &'static [u8]| rill_storage::BatchWrite {
         partition,
         key,
-        value,
+        value: Some(value),
     };
     backend
         .write_batch(&[
@@ -290,6 +290,18 @@ fn write_batch_stores_all_or_nothing(h: &mut dyn Harness) {
     );
     assert_eq!(a.get(b"x").expect("get"), None);
     assert_eq!(a.get(b"y").expect("get"), None);
+    // Removals ride in the same batch; removing an absent key is no error.
+    let remove = |partition, key: &'static [u8]| rill_storage::BatchWrite {
+        partition,
+        key,
+        value: None,
+    };
+    backend
+        .write_batch(&[remove(1, b"k"), put(2, b"k", b"new"), remove(2, b"absent")])
+        .expect("batch with removals");
+    assert_eq!(a.get(b"k").expect("get"), None);
+    assert_eq!(a.get(b"j").expect("get").as_deref(), Some(&b"three"[..]));
+    assert_eq!(b.get(b"k").expect("get").as_deref(), Some(&b"new"[..]));
 }
 
 fn open_partition_is_idempotent(h: &mut dyn Harness) {

@@ -45,6 +45,24 @@ impl Elements {
         self.0.keys()
     }
 
+    /// The live dots of `member`.
+    pub fn get(&self, member: &[u8]) -> Option<&DotSet> {
+        self.0.get(member)
+    }
+
+    /// Members and their live dots, in byte order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &DotSet)> {
+        self.0.iter()
+    }
+
+    /// Sets a member's live dots; `None` (or no dots) removes it.
+    pub fn set(&mut self, member: Bytes, dots: Option<DotSet>) {
+        match dots.filter(|d| !d.is_empty()) {
+            Some(d) => self.0.insert(member, d),
+            None => self.0.remove(&member),
+        };
+    }
+
     /// Applies `op` as event `dot`. Without a context every removed member must be present
     /// (after the op's adds); the check comes first, so a refused op changes nothing.
     pub(crate) fn apply(
@@ -108,6 +126,21 @@ impl Elements {
                 }
             }
         }
+    }
+}
+
+impl IntoIterator for Elements {
+    type Item = (Bytes, DotSet);
+    type IntoIter = std::collections::btree_map::IntoIter<Bytes, DotSet>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl FromIterator<(Bytes, DotSet)> for Elements {
+    fn from_iter<I: IntoIterator<Item = (Bytes, DotSet)>>(iter: I) -> Self {
+        Elements(iter.into_iter().collect())
     }
 }
 

@@ -27,7 +27,7 @@ use crate::crdt::causal::{Causal, Deferred, DotSet, VersionVector};
 use crate::crdt::encoding::{
     self, DecodeError, TAG_SET, put_bytes, put_deferred, put_vv, read_deferred, read_vv,
 };
-use crate::crdt::object::{newest_content, next_event, state_of, typed_content};
+use crate::crdt::object::{content_type, newest_content, next_event, state_of, typed_content};
 use crate::crdt::set::{Elements, OrSet, SetOp};
 use crate::crdt::{Crdt, DtError};
 use crate::object::{Content, RiakObject};
@@ -308,7 +308,12 @@ pub fn diff<'a>(
 /// A stored object's content, when it is a split set's head.
 pub fn head_content(obj: &RiakObject) -> Option<&Content> {
     match obj.contents.as_slice() {
-        [c] if !c.is_tombstone() && is_head(&c.value) => Some(c),
+        [c] if !c.is_tombstone()
+            && is_head(&c.value)
+            && c.meta.content_type == content_type(Datatype::Set) =>
+        {
+            Some(c)
+        }
         _ => None,
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use rill_core::bkey::BKey;
 use rill_core::crdt::object::state_of;
+use rill_core::crdt::split::{self, SetHead};
 use rill_core::crdt::{Crdt, DtValue, Op, encoding};
 use rill_core::fsm::put::PutParams;
 use rill_core::props::{BucketProps, DEFAULT_HLL_PRECISION, Datatype, QuorumParam};
@@ -18,12 +19,12 @@ use rill_core::props::{BucketProps, DEFAULT_HLL_PRECISION, Datatype, QuorumParam
 use crate::coord::put::Coordinated;
 use crate::coord::{resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
-use crate::node::Node;
+use crate::node::{Node, Replica};
 use crate::proto::{Reply, Request, WireKey};
 use crate::remote::unexpected;
 use crate::request::{DtFetchOptions, DtUpdateOptions, DtUpdateRequest, GetOptions, GetResponse};
 use crate::vnode::DatatypeWrite;
-use rill_core::ring::NodeName;
+use rill_core::ring::{NodeName, PreflistEntry};
 
 impl Node {
     /// Fetches a data type: the bucket's type, and the state (`None` when the key holds none
@@ -169,18 +170,49 @@ impl Node {
                 ),
             )
             .await?;
-        let state = state_of(&stored, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))?;
-        self.inner.stats.datatype_updated(
-            dt,
-            started.elapsed(),
-            stored.approx_size(),
-            state.as_ref(),
-        );
+        // A split set's head holds its clock but not its members: only a body that was asked
+        // for is worth assembling the whole set.
+        let (state, actors) = match split::head_content(&stored) {
+            Some(head) => {
+                let actors = SetHead::decode(&head.value).map(|h| h.clock.len()).ok();
+                let state = match opts.return_body {
+                    true => self.whole_at_coordinator(&req.bkey, &targets, dt)?,
+                    false => None,
+                };
+                (state, actors)
+            }
+            None => {
+                let state =
+                    state_of(&stored, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))?;
+                let actors = state.as_ref().map(Crdt::actor_count);
+                (state, actors)
+            }
+        };
+        self.inner
+            .stats
+            .datatype_updated(dt, started.elapsed(), stored.approx_size(), actors);
         Ok(if opts.return_body { state } else { None })
     }
 }
 
 impl Node {
+    /// The state the coordinating replica (the first of `targets` held here) stores now.
+    fn whole_at_coordinator(
+        &self,
+        bkey: &BKey,
+        targets: &[PreflistEntry],
+        dt: Datatype,
+    ) -> NodeResult<Option<Crdt>> {
+        let coordinator = targets.iter().find_map(|t| match self.replica(t) {
+            Ok(Replica::Local(v)) => Some(v),
+            _ => None,
+        });
+        let Some(obj) = coordinator.map(|v| v.get(bkey)).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        state_of(&obj, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))
+    }
+
     async fn forward_update(
         &self,
         node: &NodeName,

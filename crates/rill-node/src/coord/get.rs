@@ -133,9 +133,10 @@ impl Node {
     ) -> NodeResult<Read> {
         let mut fsm = GetFsm::new(params, fsm_targets(targets)).map_err(NodeError::GetQuorum)?;
         let mut outstanding = Outstanding::default();
+        let mut shared = None;
         for (i, target) in targets.iter().enumerate() {
             let result = match self.replica(target) {
-                Ok(Replica::Local(v)) => v.get(bkey),
+                Ok(Replica::Local(v)) => v.get_shared(bkey, &mut shared),
                 Ok(Replica::Remote(peer)) => {
                     let (node, target, bkey) = (self.clone(), target.clone(), bkey.clone());
                     outstanding.push(Box::pin(async move {

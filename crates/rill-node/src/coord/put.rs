@@ -18,19 +18,20 @@ use futures::stream::FuturesUnordered;
 use rill_core::bkey::BKey;
 use rill_core::codec;
 use rill_core::fsm::put::{PutFsm, PutParams, PutReply};
+use rill_core::merge::MergeOptions;
 use rill_core::object::RiakObject;
 use rill_core::props::{BucketProps, QuorumParam};
 use rill_core::ring::{NodeName, PreflistEntry};
 use rill_core::vclock::PruneLimits;
-use rill_storage::BatchPut;
+use rill_storage::BatchWrite;
 
 use crate::coord::{fsm_targets, merge_options, resolve_n, resolve_quorum};
 use crate::error::{NodeError, NodeResult};
 use crate::node::{Node, Replica, head_only};
 use crate::proto::{Reply, Request, WireKey};
-use crate::remote::{decode_object, unexpected};
+use crate::remote::{Delivered, decode_object, unexpected};
 use crate::request::{GetOptions, GetResponse, PutOptions, PutRequest, PutResponse};
-use crate::vnode::{DatatypeWrite, KeyLock, Staged, Vnode, WriteRules};
+use crate::vnode::{DatatypeWrite, KeyLock, SetUpdate, Staged, Vnode, WriteRules};
 
 /// What the coordinating replica makes of a write.
 pub(crate) enum Coordinated<'a> {
@@ -55,6 +56,26 @@ impl Coordinated<'_> {
             Coordinated::Datatype(_) => None,
         }
     }
+}
+
+/// The replicas here that stored a write (coordinator first, with what each holds), and a
+/// coordinated split-set update for the others to apply.
+type LocalWrites = (Vec<(usize, Arc<RiakObject>)>, Option<Arc<SetUpdate>>);
+
+/// What replicas on other nodes are sent.
+enum Shipment<'a> {
+    /// An object to merge.
+    Object(&'a RiakObject),
+    /// A split set's update.
+    Set(SetDelivery),
+}
+
+/// A split set's update for other nodes, and the coordinating replica, whose whole set a
+/// replica that is behind gets instead.
+#[derive(Clone)]
+struct SetDelivery {
+    update: Arc<SetUpdate>,
+    coordinator: Option<Arc<Vnode>>,
 }
 
 /// Replica writes on other nodes, each on its own task, with its preference-list position.
@@ -226,7 +247,7 @@ impl Node {
         // share the next fsync.
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let stored = if self.inner.config.sync_writes && multi_thread {
+        let (stored, update) = if self.inner.config.sync_writes && multi_thread {
             tokio::task::block_in_place(|| {
                 self.write_local_replicas(bkey, write, props, targets, &replicas, &mut fsm)
             })?
@@ -237,14 +258,25 @@ impl Node {
             return Err(NodeError::PutQuorum(e.clone()));
         }
 
-        // What the other nodes' replicas merge: the coordinated object, or the client's.
+        // What the other nodes' replicas merge: the coordinated object, or the client's; a set
+        // update in the split layout ships its delta instead.
         let shipped = match (stored.first(), write.client_object()) {
             (Some((_, obj)), _) if coordinator.is_some() => (**obj).clone(),
             (_, Some(obj)) => obj,
             (_, None) => return Err(NodeError::Timeout),
         };
+        let shipment = match update {
+            Some(update) => Shipment::Set(SetDelivery {
+                update,
+                coordinator: match coordinator.map(|c| &replicas[c]) {
+                    Some(Ok(Replica::Local(v))) => Some(v.clone()),
+                    _ => None,
+                },
+            }),
+            None => Shipment::Object(&shipped),
+        };
         let mut remote =
-            self.send_to_remote_replicas(bkey, return_object, props, targets, replicas, &shipped);
+            self.send_to_remote_replicas(bkey, return_object, props, targets, replicas, shipment);
 
         // One group commit covers every local replica's write: that is DW.
         match self.commit().await {
@@ -294,8 +326,9 @@ impl Node {
         }
     }
 
-    /// Sends the object to every replica on another node, each write on its own task so that
-    /// it completes even after the client has its answer.
+    /// Sends the object (or, for a split set, the update's delta) to every replica on another
+    /// node, each write on its own task so that it completes even after the client has its
+    /// answer.
     fn send_to_remote_replicas(
         &self,
         bkey: &BKey,
@@ -303,7 +336,7 @@ impl Node {
         props: &BucketProps,
         targets: &[PreflistEntry],
         replicas: Vec<NodeResult<Replica>>,
-        shipped: &RiakObject,
+        shipment: Shipment<'_>,
     ) -> RemoteWrites {
         let remote = FuturesUnordered::new();
         let mut encoded: Option<Bytes> = None;
@@ -312,10 +345,30 @@ impl Node {
             let Ok(Replica::Remote(peer)) = replica else {
                 continue;
             };
+            let (node, target, bkey) = (self.clone(), targets[i].clone(), bkey.clone());
+            let shipped = match &shipment {
+                Shipment::Set(delivery) => {
+                    let delivery = delivery.clone();
+                    remote.push(tokio::spawn(async move {
+                        let r = node
+                            .deliver_set_update(
+                                &target,
+                                &peer,
+                                &bkey,
+                                &delivery,
+                                merge,
+                                return_object,
+                            )
+                            .await;
+                        (i, r)
+                    }));
+                    continue;
+                }
+                Shipment::Object(shipped) => shipped,
+            };
             let object = encoded
                 .get_or_insert_with(|| Bytes::from(codec::encode(shipped)))
                 .clone();
-            let (node, target, bkey) = (self.clone(), targets[i].clone(), bkey.clone());
             remote.push(tokio::spawn(async move {
                 let r = node
                     .remote_put(&target, &peer, &bkey, object, merge, return_object)
@@ -324,6 +377,36 @@ impl Node {
             }));
         }
         remote
+    }
+
+    /// A set update for a replica on another node: its delta, or the coordinator's whole set
+    /// (as stored now, the update included) when that replica is behind.
+    async fn deliver_set_update(
+        &self,
+        target: &PreflistEntry,
+        peer: &NodeName,
+        bkey: &BKey,
+        delivery: &SetDelivery,
+        merge: MergeOptions,
+        return_object: bool,
+    ) -> NodeResult<Option<Arc<RiakObject>>> {
+        match self
+            .remote_set_delta(target, peer, bkey, &delivery.update, return_object)
+            .await?
+        {
+            Delivered::Stored(obj) => Ok(obj),
+            Delivered::Behind => {
+                let whole = delivery
+                    .coordinator
+                    .as_ref()
+                    .ok_or_else(|| NodeError::Unreachable("no coordinating replica".into()))?
+                    .get(bkey)?
+                    .ok_or(NodeError::NotFound)?;
+                let object = Bytes::from(codec::encode(&whole));
+                self.remote_put(target, peer, bkey, object, merge, return_object)
+                    .await
+            }
+        }
     }
 
     /// Merges the write at every replica held here and stores all of them in one batch (one
@@ -339,7 +422,7 @@ impl Node {
         targets: &[PreflistEntry],
         replicas: &[NodeResult<Replica>],
         fsm: &mut PutFsm<usize, Arc<RiakObject>>,
-    ) -> NodeResult<Vec<(usize, Arc<RiakObject>)>> {
+    ) -> NodeResult<LocalWrites> {
         let merge = merge_options(props);
         let limits = &self.inner.config.limits;
         let mut vnodes: Vec<(usize, &Vnode)> = Vec::with_capacity(targets.len());
@@ -369,10 +452,17 @@ impl Node {
                 now_us: self.now_us(),
             };
             let result = match (staged.first(), write) {
-                (Some((_, _, coordinated)), _) => {
-                    let obj = coordinated.object.clone();
-                    v.stage_replica(lock, bkey, &obj, &merge, limits)
-                }
+                (Some((c, coordinator, coordinated)), _) => match &coordinated.update {
+                    Some(update) => {
+                        let coordinator_lock = locks[*c].as_ref().expect("locked above");
+                        let at_coordinator = (*coordinator, coordinator_lock);
+                        stage_set_replica(v, lock, bkey, update, at_coordinator, &merge, limits)
+                    }
+                    None => {
+                        let obj = coordinated.object.clone();
+                        v.stage_replica(lock, bkey, &obj, &merge, limits)
+                    }
+                },
                 (None, Coordinated::Object { req, asis: false }) => {
                     v.stage_coordinated(lock, bkey, &req.context, req.content.clone(), &rules())
                 }
@@ -396,7 +486,7 @@ impl Node {
                 Err(e) => {
                     fsm.add_reply(i, PutReply::Fail(e.to_string()));
                     if matches!(fsm.outcome(), Some(Err(_))) {
-                        return Ok(Vec::new());
+                        return Ok((Vec::new(), None));
                     }
                 }
             }
@@ -405,24 +495,21 @@ impl Node {
         // Replicas being handed off also leave a dirty mark in the same batch.
         let marks: Vec<(usize, Vec<u8>)> = staged
             .iter()
-            .filter(|(_, _, s)| s.encoded.is_some())
+            .filter(|(_, _, s)| s.encoded.is_some() || !s.records.is_empty())
             .filter_map(|(i, v, _)| Some((*i, v.dirty_mark(locks[*i].as_ref()?.storage_key())?)))
             .collect();
-        let mut puts: Vec<BatchPut<'_>> = staged
+        let mut puts: Vec<BatchWrite<'_>> = staged
             .iter()
-            .filter_map(|(i, v, s)| {
-                Some(BatchPut {
-                    partition: v.partition(),
-                    key: locks[*i].as_ref()?.storage_key(),
-                    value: s.encoded.as_deref()?,
-                })
+            .flat_map(|(i, v, s)| {
+                let skey = locks[*i].as_ref().expect("locked above").storage_key();
+                s.writes(v.partition(), skey)
             })
             .collect();
         for (i, mark) in &marks {
-            puts.push(BatchPut {
+            puts.push(BatchWrite {
                 partition: targets[*i].partition,
                 key: mark,
-                value: b"",
+                value: Some(b""),
             });
         }
         let result = if puts.is_empty() {
@@ -453,9 +540,34 @@ impl Node {
             }
         }
         Ok(match result {
-            Ok(()) => staged.into_iter().map(|(i, _, s)| (i, s.object)).collect(),
-            Err(_) => Vec::new(),
+            Ok(()) => {
+                let update = staged.first().and_then(|(_, _, s)| s.update.clone());
+                let stored = staged.into_iter().map(|(i, _, s)| (i, s.object)).collect();
+                (stored, update)
+            }
+            Err(_) => (Vec::new(), None),
         })
+    }
+}
+
+/// A local replica's part of a set update in the split layout: apply the coordinator's delta,
+/// or, when this replica is behind, merge the coordinator's whole set (assembled as it will be
+/// once the update is stored: the batch storing it is still being built).
+fn stage_set_replica(
+    v: &Vnode,
+    lock: &KeyLock<'_>,
+    bkey: &BKey,
+    update: &SetUpdate,
+    (coordinator, coordinator_lock): (&Vnode, &KeyLock<'_>),
+    merge: &MergeOptions,
+    limits: &rill_core::object::Limits,
+) -> NodeResult<Staged> {
+    match v.stage_set_delta(lock, update)? {
+        Some(staged) => Ok(staged),
+        None => {
+            let whole = coordinator.whole_after(coordinator_lock, update)?;
+            v.stage_replica(lock, bkey, &whole, merge, limits)
+        }
     }
 }
 

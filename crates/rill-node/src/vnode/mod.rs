@@ -9,6 +9,9 @@
 //! one write into the LSM memtable. Durability (journal flush or fsync) is awaited by the caller,
 //! once per request, through the backend's group commit.
 //!
+//! Sets are stored in the split layout of `rill_core::crdt::split` (a head under the key, one
+//! record per member beside it): [`sets`] holds that part.
+//!
 //! Fault-injection points (`vnode-get`, `vnode-coordinate-put`, `vnode-replica-put`,
 //! `vnode-fold-keys`; compiled in
 //! with the `failpoints` feature) make a replica fail as a broken disk would, so quorum failures
@@ -29,11 +32,15 @@ use rill_core::object::{Content, Limits, RiakObject};
 use rill_core::props::Datatype;
 use rill_core::ring::{NodeName, PartitionId};
 use rill_core::vclock::{Actor, PruneLimits, VClock};
-use rill_storage::{KvIter, PartitionStore};
+use rill_storage::{Backend, BatchWrite, KvIter, PartitionStore};
 
 use crate::error::{NodeError, NodeResult};
 use crate::node::RESERVED_PREFIX;
 use crate::object_cache::{Entry, ObjectCache};
+
+mod sets;
+
+pub use sets::{SetUpdate, Shared};
 
 /// Lock stripes per vnode: enough that unrelated keys rarely share one.
 const STRIPES: usize = 64;
@@ -46,6 +53,8 @@ pub struct Vnode {
     partition: PartitionId,
     actor: Actor,
     store: Arc<dyn PartitionStore>,
+    /// For writes of several keys at once (a split set's head and member records).
+    backend: Arc<dyn Backend>,
     cache: Arc<ObjectCache>,
     stripes: Box<[Mutex<()>]>,
     /// While a transfer of this partition is pending, every write also leaves a durable
@@ -79,6 +88,12 @@ pub struct Staged {
     pub object: Arc<RiakObject>,
     /// The bytes to store; `None` when the replica already had (a descendant of) the object.
     pub encoded: Option<Bytes>,
+    /// A split set's member records to write beside it (storage key, record or `None` to
+    /// remove it), in the same batch.
+    pub records: Vec<(Vec<u8>, Option<Bytes>)>,
+    /// A coordinated update of a split set: what the other replicas apply instead of merging
+    /// the whole object.
+    pub update: Option<Arc<SetUpdate>>,
 }
 
 impl Staged {
@@ -89,7 +104,37 @@ impl Staged {
         Ok(Staged {
             object: Arc::new(object),
             encoded: Some(encoded),
+            records: Vec::new(),
+            update: None,
         })
+    }
+
+    fn unchanged(object: Arc<RiakObject>) -> Staged {
+        Staged {
+            object,
+            encoded: None,
+            records: Vec::new(),
+            update: None,
+        }
+    }
+
+    /// Every key this replica writes: the object under `skey`, then the member records.
+    pub fn writes<'a>(
+        &'a self,
+        partition: PartitionId,
+        skey: &'a [u8],
+    ) -> impl Iterator<Item = BatchWrite<'a>> + 'a {
+        let object = self.encoded.as_deref().map(|value| BatchWrite {
+            partition,
+            key: skey,
+            value: Some(value),
+        });
+        let records = self.records.iter().map(move |(key, value)| BatchWrite {
+            partition,
+            key,
+            value: value.as_deref(),
+        });
+        object.into_iter().chain(records)
     }
 }
 
@@ -116,6 +161,7 @@ impl Vnode {
     pub fn open(
         partition: PartitionId,
         store: Arc<dyn PartitionStore>,
+        backend: Arc<dyn Backend>,
         cache: Arc<ObjectCache>,
         meta: &dyn PartitionStore,
         new_actor: impl FnOnce() -> [u8; 8],
@@ -137,6 +183,7 @@ impl Vnode {
             partition,
             actor,
             store,
+            backend,
             cache,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             handing_off: AtomicBool::new(false),
@@ -238,15 +285,33 @@ impl Vnode {
         self.partition
     }
 
-    /// Reads the stored object, tombstones included.
+    /// Reads the stored object, tombstones included (a split set made whole).
     pub fn get(&self, bkey: &BKey) -> NodeResult<Option<Arc<RiakObject>>> {
+        self.get_shared(bkey, &mut None)
+    }
+
+    /// [`Vnode::get`], where a split set whose head equals the one in `shared` (another
+    /// replica's, read just before) is answered with that replica's whole object instead of
+    /// being assembled again: replicas in step hold the same set, and assembling a big one is
+    /// most of a fetch's cost.
+    pub fn get_shared(
+        &self,
+        bkey: &BKey,
+        shared: &mut Option<Shared>,
+    ) -> NodeResult<Option<Arc<RiakObject>>> {
         fail::fail_point!("vnode-get", |_| Err(injected("vnode-get")));
         let skey = Bytes::from(bkey.storage_key());
-        if let Some(entry) = self.cache.get(self.partition, &skey) {
-            return Ok(entry.object);
+        let stored = match self.cache.get(self.partition, &skey) {
+            Some(entry) => entry.object,
+            None => {
+                let _guard = self.lock(&skey);
+                self.read(&skey)?
+            }
+        };
+        match stored {
+            Some(obj) if sets::is_split(&obj) => self.assemble_shared(&skey, &obj, shared),
+            other => Ok(other),
         }
-        let _guard = self.lock(&skey);
-        self.read(&skey)
     }
 
     /// Locks a key for a read-merge-write. The lock is a stripe shared with other keys;
@@ -275,9 +340,9 @@ impl Vnode {
             "vnode-coordinate-put"
         )));
         self.check_not_moved()?;
-        let local = self.read(&lock.skey)?;
+        let local = self.read_whole(&lock.skey)?;
         let mut obj = merge::coordinate_put(
-            local.as_deref(),
+            local.object.as_deref(),
             context,
             content,
             self.actor,
@@ -286,7 +351,7 @@ impl Vnode {
         );
         obj.vclock.prune(rules.now_us / 1_000_000, &rules.prune);
         check_limits(bkey, &obj, rules.limits)?;
-        Staged::changed(obj)
+        self.stage_object(&lock.skey, &local, obj, rules.merge.datatype)
     }
 
     /// The coordinating replica's part of a data-type update: apply the operation to the
@@ -304,6 +369,11 @@ impl Vnode {
         fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
             "vnode-coordinate-put"
         )));
+        if let Op::Set(op) = write.op
+            && write.datatype == Datatype::Set
+        {
+            return self.stage_set_update(lock, op, write.context, rules.now_us);
+        }
         let local = self.read(&lock.skey)?;
         let (obj, _) = rill_core::crdt::object::coordinate(
             local.as_deref(),
@@ -334,15 +404,14 @@ impl Vnode {
     ) -> NodeResult<Staged> {
         fail::fail_point!("vnode-replica-put", |_| Err(injected("vnode-replica-put")));
         self.check_not_moved()?;
-        let local = self.read(&lock.skey)?;
-        match merge::replica_merge(local.as_deref(), incoming, opts) {
-            ReplicaMerge::Unchanged => Ok(Staged {
-                object: local.unwrap_or_else(|| Arc::new(incoming.clone())),
-                encoded: None,
-            }),
+        let local = self.read_whole(&lock.skey)?;
+        match merge::replica_merge(local.object.as_deref(), incoming, opts) {
+            ReplicaMerge::Unchanged => Ok(Staged::unchanged(
+                local.object.unwrap_or_else(|| Arc::new(incoming.clone())),
+            )),
             ReplicaMerge::Store(obj) => {
                 check_limits(bkey, &obj, limits)?;
-                Staged::changed(obj)
+                self.stage_object(&lock.skey, &local, obj, opts.datatype)
             }
         }
     }
@@ -351,6 +420,9 @@ impl Vnode {
     /// or forget the key, whose stored state is then unknown.
     pub fn written(&self, lock: &KeyLock<'_>, staged: &Staged, ok: bool) {
         let Some(encoded) = &staged.encoded else {
+            if !ok && !staged.records.is_empty() {
+                self.cache.remove(self.partition, &lock.skey);
+            }
             return;
         };
         if ok {
@@ -371,15 +443,36 @@ impl Vnode {
     ) -> NodeResult<Arc<RiakObject>> {
         let lock = self.lock_key(bkey);
         let staged = self.stage_replica(&lock, bkey, incoming, opts, limits)?;
-        if let Some(encoded) = &staged.encoded {
-            let result = self.store.put(&lock.skey, encoded);
-            self.written(&lock, &staged, result.is_ok());
-            result?;
-            if let Some(mark) = self.dirty_mark(&lock.skey) {
-                self.store.put(&mark, b"")?;
-            }
-        }
+        self.store_staged(&lock, &staged)?;
         Ok(staged.object)
+    }
+
+    /// Stores what one replica staged, with its dirty mark, as one batch; then caches it.
+    fn store_staged(&self, lock: &KeyLock<'_>, staged: &Staged) -> NodeResult<()> {
+        if staged.encoded.is_none() && staged.records.is_empty() {
+            return Ok(());
+        }
+        let mark = self.dirty_mark(&lock.skey);
+        let mut writes: Vec<BatchWrite<'_>> = staged.writes(self.partition, &lock.skey).collect();
+        if let Some(mark) = &mark {
+            writes.push(BatchWrite {
+                partition: self.partition,
+                key: mark,
+                value: Some(b""),
+            });
+        }
+        let result = match writes.as_slice() {
+            [
+                BatchWrite {
+                    key,
+                    value: Some(value),
+                    ..
+                },
+            ] => self.store.put(key, value),
+            _ => self.backend.write_batch(&writes),
+        };
+        self.written(lock, staged, result.is_ok());
+        Ok(result?)
     }
 
     /// Removes a tombstone, but only if the stored object is still exactly that tombstone
