@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::codec::{Reader, put_varint};
 use crate::crdt::causal::{Causal, Deferred, DotSet, VersionVector};
 use crate::crdt::encoding::{
-    self, DecodeError, TAG_SET, put_bytes, put_deferred, put_vv, read_deferred, read_vv,
+    self, Actors, DecodeError, TAG_SET, put_bytes, put_deferred, put_vv, read_deferred, read_vv,
 };
 use crate::crdt::object::{content_type, newest_content, next_event, state_of, typed_content};
 use crate::crdt::set::{Elements, OrSet, SetOp};
@@ -274,6 +274,41 @@ pub fn assemble(head: SetHead, members: impl IntoIterator<Item = (Bytes, DotSet)
     }
 }
 
+/// The whole set's state bytes (what [`encoding::decode`] reads) written straight from its head
+/// and its records (member, record), without building the set: a fetch of a big set is mostly
+/// this. Records in member order, as a scan yields them.
+pub fn assemble_state(head: &SetHead, records: &[(Bytes, Bytes)]) -> Result<Vec<u8>, DecodeError> {
+    let bytes: usize = records.iter().map(|(m, r)| m.len() + r.len()).sum();
+    let mut out = Vec::with_capacity(16 + head.clock.len() * 10 + bytes);
+    out.push(encoding::FORMAT_V1);
+    out.push(TAG_SET);
+    put_vv(&mut out, &head.clock);
+    let actors = Actors::of(&head.clock);
+    put_varint(&mut out, records.len() as u64);
+    for (member, record) in records {
+        put_bytes(&mut out, member);
+        let mut r = Reader::new(record);
+        let n = r.varint().ok_or(TRUNCATED)?;
+        if n == 0 {
+            return Err(DecodeError("malformed member record"));
+        }
+        put_varint(&mut out, n);
+        for _ in 0..n {
+            let actor = Actor(r.array().ok_or(TRUNCATED)?);
+            let counter = match r.varint().ok_or(TRUNCATED)? {
+                0 => return Err(DecodeError("dot counter 0")),
+                c => c,
+            };
+            actors.put_dot(&mut out, Dot { actor, counter });
+        }
+        if r.remaining() != 0 {
+            return Err(DecodeError("malformed member record"));
+        }
+    }
+    put_deferred(&mut out, &head.deferred, |out, m| put_bytes(out, m));
+    Ok(out)
+}
+
 /// A whole set as a head and its member records.
 pub fn split(set: OrSet) -> (SetHead, Elements) {
     let head = SetHead {
@@ -406,19 +441,33 @@ pub fn split_object(obj: &RiakObject) -> Option<(RiakObject, Elements)> {
     Some((RiakObject::new(obj.vclock.clone(), content), members))
 }
 
-/// A split set's head object made whole again with its members: what a fetch, read repair or
-/// handoff sees.
+/// A split set's head object made whole again with its members: what read repair or handoff
+/// sees.
 pub fn assemble_object(
     head_obj: &RiakObject,
     members: impl IntoIterator<Item = (Bytes, DotSet)>,
 ) -> Result<RiakObject, DecodeError> {
     let c = head_content(head_obj).ok_or(DecodeError("not a set head"))?;
     let set = assemble(SetHead::decode(&c.value)?, members);
+    Ok(with_state(head_obj, c, encoding::encode(&Crdt::Set(set))))
+}
+
+/// [`assemble_object`] from the records as stored (see [`assemble_state`]): what a fetch sees.
+pub fn assemble_object_from_records(
+    head_obj: &RiakObject,
+    records: &[(Bytes, Bytes)],
+) -> Result<RiakObject, DecodeError> {
+    let c = head_content(head_obj).ok_or(DecodeError("not a set head"))?;
+    let state = assemble_state(&SetHead::decode(&c.value)?, records)?;
+    Ok(with_state(head_obj, c, state))
+}
+
+fn with_state(head_obj: &RiakObject, c: &Content, state: Vec<u8>) -> RiakObject {
     let content = Content {
-        value: Bytes::from(encoding::encode(&Crdt::Set(set))),
+        value: Bytes::from(state),
         ..c.clone()
     };
-    Ok(RiakObject::new(head_obj.vclock.clone(), content))
+    RiakObject::new(head_obj.vclock.clone(), content)
 }
 
 #[cfg(test)]
@@ -543,6 +592,16 @@ mod tests {
                 "split and whole layouts differ"
             );
             assert_eq!(self.head.len, self.members.len() as u64);
+            let records: Vec<(Bytes, Bytes)> = self
+                .members
+                .iter()
+                .map(|(m, d)| (m.clone(), Bytes::from(encode_dots(d))))
+                .collect();
+            let state = Bytes::from(assemble_state(&self.head, &records).unwrap());
+            assert_eq!(
+                encoding::decode(&state).unwrap(),
+                Crdt::Set(self.whole.clone())
+            );
         }
     }
 
@@ -740,6 +799,13 @@ mod tests {
         assert_eq!(obj.contents[0].meta.content_type, "application/riak_set");
         let whole = assemble_object(&obj, touched.clone()).unwrap();
         assert!(head_content(&whole).is_none());
+        let records: Vec<(Bytes, Bytes)> = touched
+            .iter()
+            .map(|(m, d)| (m.clone(), Bytes::from(encode_dots(d))))
+            .collect();
+        assert_eq!(assemble_object_from_records(&obj, &records).unwrap(), whole);
+        let bad = [(m("a"), Bytes::from_static(&[1, 7]))];
+        assert!(assemble_object_from_records(&obj, &bad).is_err());
         let (again, members) = split_object(&whole).unwrap();
         assert_eq!(again, obj);
         assert_eq!(members.0, touched);

@@ -7,6 +7,8 @@ mod get;
 pub(crate) mod list;
 mod put;
 #[cfg(test)]
+mod set_tests;
+#[cfg(test)]
 mod tests;
 
 pub use list::KeyChunks;

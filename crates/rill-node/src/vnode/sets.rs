@@ -117,8 +117,14 @@ impl Vnode {
             // Replaced (by a delete's tombstone, say) since it was read: that is the answer.
             other => return Ok(other),
         };
-        let records = self.scan_records(skey)?;
-        let whole = Arc::new(split::assemble_object(&head, records).map_err(corrupt)?);
+        let prefix = records_prefix(skey);
+        let records = self
+            .store
+            .scan_prefix(&prefix)
+            .map(|item| item.map(|(k, v)| (k.slice(prefix.len()..), v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let whole = split::assemble_object_from_records(&head, &records).map_err(corrupt)?;
+        let whole = Arc::new(whole);
         *shared = Some(Shared {
             head,
             whole: whole.clone(),

@@ -1,0 +1,263 @@
+//! Sets in the split layout on a real node (memory backend, n_val 3): what each replica stores,
+//! how a replica that missed updates catches up, read repair, deletes, the conversion of sets
+//! stored whole, and handoff's whole objects.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rill_core::bkey::{BKey, Bucket};
+use rill_core::codec;
+use rill_core::crdt::object::{coordinate, state_of};
+use rill_core::crdt::split;
+use rill_core::crdt::{Context, Crdt, DtValue, Op, SetOp};
+use rill_core::props::Datatype;
+use rill_core::vclock::Actor;
+use serde_json::json;
+
+use crate::config::{BackendKind, DeleteMode, NodeConfig};
+use crate::node::Node;
+use crate::request::{DeleteOptions, DtFetchOptions, DtUpdateOptions, DtUpdateRequest};
+use crate::vnode::Vnode;
+
+/// The storage-key prefix of member records (see `vnode::sets`).
+const RECORDS: &[u8] = &[0xFF, b'M'];
+
+fn node() -> Node {
+    let config = NodeConfig {
+        backend: BackendKind::Memory,
+        ring_size: 16,
+        delete_mode: DeleteMode::Keep,
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config).expect("node starts").0;
+    let meta = &node.inner.metadata;
+    meta.create_type("sets", &json!({"datatype": "set"}))
+        .unwrap();
+    meta.activate_type("sets").unwrap();
+    node
+}
+
+fn key(k: &str) -> BKey {
+    BKey::new(Bucket::new("sets", "b").unwrap(), k.to_string()).unwrap()
+}
+
+fn members(names: impl IntoIterator<Item = String>) -> Vec<Bytes> {
+    names.into_iter().map(Bytes::from).collect()
+}
+
+async fn update(
+    node: &Node,
+    k: &BKey,
+    adds: Vec<Bytes>,
+    removes: Vec<Bytes>,
+    ctx: Option<Context>,
+) {
+    let req = DtUpdateRequest {
+        bkey: k.clone(),
+        op: Op::Set(SetOp { adds, removes }),
+        context: ctx,
+    };
+    node.dt_update(&req, &DtUpdateOptions::default())
+        .await
+        .expect("update");
+}
+
+async fn fetch(node: &Node, k: &BKey) -> Option<Crdt> {
+    node.dt_fetch(k, &DtFetchOptions::default())
+        .await
+        .expect("fetch")
+        .1
+}
+
+fn value(state: &Option<Crdt>) -> Vec<Bytes> {
+    match state.as_ref().map(Crdt::value) {
+        Some(DtValue::Set(v)) => v,
+        None => Vec::new(),
+        other => panic!("not a set: {other:?}"),
+    }
+}
+
+fn replicas(node: &Node, k: &BKey) -> Vec<Arc<Vnode>> {
+    node.preflist(k, 3)
+        .iter()
+        .map(|e| node.vnode(e.partition).unwrap())
+        .collect()
+}
+
+/// A replica's member records of all its sets.
+fn records(v: &Vnode) -> Vec<(Bytes, Bytes)> {
+    v.store().scan_prefix(RECORDS).map(Result::unwrap).collect()
+}
+
+/// What a replica holds of `k`, made whole.
+fn replica_set(v: &Vnode, k: &BKey) -> Vec<Bytes> {
+    let obj = v.get(k).unwrap().expect("stored");
+    value(&state_of(&obj, Datatype::Set, false).unwrap())
+}
+
+fn is_split(v: &Vnode, k: &BKey) -> bool {
+    let raw = v.raw(k).expect("stored");
+    split::head_content(&codec::decode(&raw).unwrap()).is_some()
+}
+
+#[tokio::test]
+async fn every_replica_stores_a_head_and_one_record_per_member() {
+    let node = node();
+    let k = key("s");
+    let all = members((0..500).map(|i| format!("m{i:04}")));
+    for chunk in all.chunks(100) {
+        update(&node, &k, chunk.to_vec(), vec![], None).await;
+    }
+    let state = fetch(&node, &k).await;
+    assert_eq!(value(&state), all);
+    // A remove with the fetched context, and an add of one already present.
+    let ctx = state.as_ref().and_then(Crdt::context);
+    update(&node, &k, vec![all[7].clone()], vec![all[3].clone()], ctx).await;
+    let expected: Vec<Bytes> = all.iter().filter(|m| **m != all[3]).cloned().collect();
+    assert_eq!(value(&fetch(&node, &k).await), expected);
+    for v in replicas(&node, &k) {
+        assert!(
+            is_split(&v, &k),
+            "partition {} stores a head",
+            v.partition()
+        );
+        let recs = records(&v);
+        assert_eq!(recs.len(), expected.len(), "one record per member");
+        assert!(!recs.iter().any(|(rk, _)| rk.ends_with(b"m0003")));
+        assert_eq!(replica_set(&v, &k), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_replica_that_missed_updates_is_sent_the_whole_set() {
+    let node = node();
+    let k = key("lagging");
+    update(&node, &k, members(["a".into(), "b".into()]), vec![], None).await;
+    let reps = replicas(&node, &k);
+    let third = &reps[2];
+    let (old_head, old_records) = (third.raw(&k).unwrap(), records(third));
+    update(&node, &k, members(["c".into()]), vec![], None).await;
+    update(&node, &k, members(["d".into()]), vec![], None).await;
+    // Put the third replica back to what it held after the first update.
+    for (rk, _) in records(third) {
+        third.store().delete(&rk).unwrap();
+    }
+    for (rk, rv) in &old_records {
+        third.store().put(rk, rv).unwrap();
+    }
+    third.damage(&k, Some(&old_head));
+    assert_eq!(replica_set(third, &k), members(["a".into(), "b".into()]));
+
+    // Its clock lacks the coordinator's last two events: it cannot apply the next delta, and
+    // merges the coordinator's whole set instead.
+    update(&node, &k, members(["e".into()]), vec![], None).await;
+    let expected = members(["a", "b", "c", "d", "e"].map(String::from));
+    for v in &reps {
+        assert_eq!(replica_set(v, &k), expected, "partition {}", v.partition());
+        assert!(is_split(v, &k));
+        assert_eq!(records(v).len(), expected.len());
+    }
+}
+
+#[tokio::test]
+async fn read_repair_restores_a_lost_replica_in_the_split_layout() {
+    let node = node();
+    let k = key("repaired");
+    update(
+        &node,
+        &k,
+        members((0..50).map(|i| format!("x{i}"))),
+        vec![],
+        None,
+    )
+    .await;
+    let reps = replicas(&node, &k);
+    for (rk, _) in records(&reps[1]) {
+        reps[1].store().delete(&rk).unwrap();
+    }
+    reps[1].damage(&k, None);
+    assert!(reps[1].get(&k).unwrap().is_none());
+    assert_eq!(value(&fetch(&node, &k).await).len(), 50);
+    let start = std::time::Instant::now();
+    while reps[1].get(&k).unwrap().is_none() && start.elapsed().as_secs() < 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(replica_set(&reps[1], &k), replica_set(&reps[0], &k));
+    assert!(is_split(&reps[1], &k));
+    assert_eq!(records(&reps[1]).len(), 50);
+}
+
+#[tokio::test]
+async fn a_delete_drops_the_member_records_and_the_set_starts_again_empty() {
+    let node = node();
+    let k = key("deleted");
+    update(
+        &node,
+        &k,
+        members((0..20).map(|i| format!("y{i}"))),
+        vec![],
+        None,
+    )
+    .await;
+    node.delete(&k, &DeleteOptions::default())
+        .await
+        .expect("delete");
+    assert!(fetch(&node, &k).await.is_none());
+    for v in replicas(&node, &k) {
+        assert!(records(&v).is_empty(), "partition {}", v.partition());
+        assert!(v.get(&k).unwrap().unwrap().is_tombstone());
+    }
+    update(&node, &k, members(["again".into()]), vec![], None).await;
+    assert_eq!(value(&fetch(&node, &k).await), members(["again".into()]));
+}
+
+#[tokio::test]
+async fn a_set_stored_whole_is_split_by_its_next_update() {
+    let node = node();
+    let k = key("legacy");
+    // What an earlier build stored: the whole state in the object.
+    let op = Op::Set(SetOp {
+        adds: members(["p", "q", "r"].map(String::from)),
+        removes: vec![],
+    });
+    let (whole, _) = coordinate(
+        None,
+        Datatype::Set,
+        &op,
+        None,
+        Actor([7; 8]),
+        1_700_000_000_000_000,
+        14,
+    )
+    .unwrap();
+    let raw = codec::encode(&whole);
+    let reps = replicas(&node, &k);
+    for v in &reps {
+        v.damage(&k, Some(&raw));
+    }
+    assert_eq!(value(&fetch(&node, &k).await).len(), 3);
+    update(&node, &k, members(["s".into()]), vec![], None).await;
+    let expected = members(["p", "q", "r", "s"].map(String::from));
+    for v in &reps {
+        assert!(is_split(v, &k));
+        assert_eq!(records(v).len(), 4);
+        assert_eq!(replica_set(v, &k), expected);
+    }
+}
+
+#[tokio::test]
+async fn handoff_sends_split_sets_whole() {
+    let node = node();
+    let k = key("moving");
+    update(&node, &k, members(["h1".into(), "h2".into()]), vec![], None).await;
+    let v = &replicas(&node, &k)[0];
+    let items: Vec<(Bytes, Bytes)> = v.scan_objects(None).map(Result::unwrap).collect();
+    let sent = v.whole_objects(items).unwrap();
+    assert_eq!(sent.len(), 1);
+    let obj = codec::decode(&sent[0].1).unwrap();
+    assert!(split::head_content(&obj).is_none(), "the whole set is sent");
+    assert_eq!(
+        value(&state_of(&obj, Datatype::Set, false).unwrap()),
+        members(["h1".into(), "h2".into()])
+    );
+}
