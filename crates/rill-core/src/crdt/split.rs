@@ -277,8 +277,11 @@ pub fn assemble(head: SetHead, members: impl IntoIterator<Item = (Bytes, DotSet)
 /// The whole set's state bytes (what [`encoding::decode`] reads) written straight from its head
 /// and its records (member, record), without building the set: a fetch of a big set is mostly
 /// this. Records in member order, as a scan yields them.
-pub fn assemble_state(head: &SetHead, records: &[(Bytes, Bytes)]) -> Result<Vec<u8>, DecodeError> {
-    let bytes: usize = records.iter().map(|(m, r)| m.len() + r.len()).sum();
+pub fn assemble_state<'a>(
+    head: &SetHead,
+    records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> Result<Vec<u8>, DecodeError> {
+    let bytes: usize = records.clone().map(|(m, r)| m.len() + r.len()).sum();
     let mut out = Vec::with_capacity(16 + head.clock.len() * 10 + bytes);
     out.push(encoding::FORMAT_V1);
     out.push(TAG_SET);
@@ -453,9 +456,9 @@ pub fn assemble_object(
 }
 
 /// [`assemble_object`] from the records as stored (see [`assemble_state`]): what a fetch sees.
-pub fn assemble_object_from_records(
+pub fn assemble_object_from_records<'a>(
     head_obj: &RiakObject,
-    records: &[(Bytes, Bytes)],
+    records: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) -> Result<RiakObject, DecodeError> {
     let c = head_content(head_obj).ok_or(DecodeError("not a set head"))?;
     let state = assemble_state(&SetHead::decode(&c.value)?, records)?;
@@ -597,7 +600,8 @@ mod tests {
                 .iter()
                 .map(|(m, d)| (m.clone(), Bytes::from(encode_dots(d))))
                 .collect();
-            let state = Bytes::from(assemble_state(&self.head, &records).unwrap());
+            let refs = records.iter().map(|(m, r)| (&m[..], &r[..]));
+            let state = Bytes::from(assemble_state(&self.head, refs).unwrap());
             assert_eq!(
                 encoding::decode(&state).unwrap(),
                 Crdt::Set(self.whole.clone())
@@ -803,9 +807,10 @@ mod tests {
             .iter()
             .map(|(m, d)| (m.clone(), Bytes::from(encode_dots(d))))
             .collect();
-        assert_eq!(assemble_object_from_records(&obj, &records).unwrap(), whole);
-        let bad = [(m("a"), Bytes::from_static(&[1, 7]))];
-        assert!(assemble_object_from_records(&obj, &bad).is_err());
+        let refs = || records.iter().map(|(m, r)| (&m[..], &r[..]));
+        assert_eq!(assemble_object_from_records(&obj, refs()).unwrap(), whole);
+        let bad: [(&[u8], &[u8]); 1] = [(b"a", &[1, 7])];
+        assert!(assemble_object_from_records(&obj, bad.into_iter()).is_err());
         let (again, members) = split_object(&whole).unwrap();
         assert_eq!(again, obj);
         assert_eq!(members.0, touched);

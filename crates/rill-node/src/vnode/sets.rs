@@ -118,12 +118,13 @@ impl Vnode {
             other => return Ok(other),
         };
         let prefix = records_prefix(skey);
+        // Kept as scanned: slicing each key would cost an allocation per member.
         let records = self
             .store
             .scan_prefix(&prefix)
-            .map(|item| item.map(|(k, v)| (k.slice(prefix.len()..), v)))
             .collect::<Result<Vec<_>, _>>()?;
-        let whole = split::assemble_object_from_records(&head, &records).map_err(corrupt)?;
+        let members = records.iter().map(|(k, v)| (&k[prefix.len()..], &v[..]));
+        let whole = split::assemble_object_from_records(&head, members).map_err(corrupt)?;
         let whole = Arc::new(whole);
         *shared = Some(Shared {
             head,
