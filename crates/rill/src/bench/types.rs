@@ -123,11 +123,18 @@ async fn via_protocol(
     let mut conn = Conn::new(config.protocol, target.clone());
     let answer = tokio::time::timeout(config.timeout, conn.type_datatype(name))
         .await
-        .map_err(|_| anyhow::anyhow!("timed out"))
-        .and_then(|r| r.map_err(anyhow::Error::msg));
+        .map_err(|_| anyhow::anyhow!("{target}: timed out asking for bucket type {name}"))?;
     match answer {
         Ok(datatype) => check_datatype(name, dt, datatype.as_deref()),
-        Err(e) => bail!("{}", missing_type_help(config, name, dt, admin_err, &e)),
+        // A server that cannot be reached says nothing about the type: say what is wrong, as
+        // connecting the workers would.
+        Err(e) if e.is_connection() => {
+            Err(anyhow::Error::msg(e)).with_context(|| format!("connecting to {target}"))
+        }
+        Err(e) => bail!(
+            "{}",
+            missing_type_help(config, name, dt, admin_err, &anyhow::Error::msg(e))
+        ),
     }
 }
 
