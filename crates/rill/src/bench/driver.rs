@@ -620,7 +620,7 @@ async fn preload_sets(
         elapsed: started.elapsed(),
     };
     progress(&format!(
-        "preload sets: {sets} x {size} members in {:.1}s ({} added)",
+        "preload sets: {sets} x {size} members in {:.2}s ({} added)",
         result.elapsed.as_secs_f64(),
         result.added
     ));

@@ -179,7 +179,7 @@ pub fn notes(config: &Config, result: &RunResult) -> String {
         let sets = if p.sets == 1 { "set" } else { "sets" };
         let _ = writeln!(
             out,
-            "set preload: {} {sets} to {} members in {:.1}s ({} members added in {} updates, {} were there)",
+            "set preload: {} {sets} to {} members in {:.2}s ({} members added in {} updates, {} were there)",
             p.sets,
             p.size,
             p.elapsed.as_secs_f64(),
@@ -187,6 +187,17 @@ pub fn notes(config: &Config, result: &RunResult) -> String {
             p.updates.count(),
             p.existing
         );
+        // The adds of the run grow the sets it measures: say by how much, so a short run on
+        // small sets is not mistaken for one at the preloaded size.
+        let adds = result.totals.op(Op::SetAdd).count();
+        if adds > 0 {
+            let _ = writeln!(
+                out,
+                "set_add grew the sets by {adds} members during the run: from {} to about {} members each",
+                p.size,
+                p.size + adds / p.sets.max(1)
+            );
+        }
         if p.oversized > 0 {
             let _ = writeln!(
                 out,
@@ -547,7 +558,18 @@ mod tests {
         c.mix = OpMix::parse("set_add=1").unwrap();
         let n = notes(&c, &r);
         assert!(
-            n.contains("set preload: 2 sets to 1500 members in 1.5s (1400 members added in 3 updates, 1600 were there)"),
+            n.contains("set preload: 2 sets to 1500 members in 1.50s (1400 members added in 3 updates, 1600 were there)"),
+            "{n}"
+        );
+        assert!(!n.contains("grew"), "no set_add in the run: {n}");
+        for _ in 0..10 {
+            r.totals
+                .op_mut(Op::SetAdd)
+                .record(Outcome::Ok, Duration::from_millis(2));
+        }
+        let n = notes(&c, &r);
+        assert!(
+            n.contains("set_add grew the sets by 10 members during the run: from 1500 to about 1505 members each"),
             "{n}"
         );
         assert!(
