@@ -181,40 +181,34 @@ fn cluster(client: &Client, cmd: ClusterCommand) -> anyhow::Result<(Value, Strin
 }
 
 fn bucket_type(client: &Client, cmd: TypeCommand, json_out: bool) -> anyhow::Result<()> {
-    let base = "/admin/bucket-types";
     match cmd {
         TypeCommand::Create { name, props } => {
             let body = props.unwrap_or_else(|| "{\"props\":{}}".into());
-            let v = check_json(&body)?;
-            client.send("POST", &format!("{base}/{name}"), v)?;
+            client.create_type(&name, &check_json(&body)?)?;
             println!("{name} created");
         }
         TypeCommand::Activate { name } => {
-            client.send("POST", &format!("{base}/{name}/activate"), json!({}))?;
+            client.activate_type(&name)?;
             println!("{name} has been activated");
         }
         TypeCommand::Update { name, props } => {
             let v = check_json(&props)?;
-            client.send("PUT", &format!("{base}/{name}"), v)?;
+            client.send("PUT", &type_path(&name), v)?;
             println!("{name} updated");
         }
         TypeCommand::List => {
-            let v = client.get(base)?;
+            let v = client.get(TYPES)?;
             if json_out {
                 println!("{v}");
                 return Ok(());
             }
-            for t in v["types"].as_array().into_iter().flatten() {
-                let state = if t["active"] == true {
-                    "active"
-                } else {
-                    "not active"
-                };
-                println!("{} ({state})", t["name"].as_str().unwrap_or("?"));
+            for (name, active) in type_list(&v) {
+                let state = if active { "active" } else { "not active" };
+                println!("{name} ({state})");
             }
         }
         TypeCommand::Status { name } => {
-            let v = client.get(&format!("{base}/{name}"))?;
+            let v = client.type_status(&name)?;
             if json_out {
                 println!("{v}");
                 return Ok(());
@@ -242,6 +236,26 @@ fn bucket_type(client: &Client, cmd: TypeCommand, json_out: bool) -> anyhow::Res
     Ok(())
 }
 
+/// The bucket-type admin endpoint.
+const TYPES: &str = "/admin/bucket-types";
+
+fn type_path(name: &str) -> String {
+    format!("{TYPES}/{name}")
+}
+
+/// `(name, active)` of each type in the node's list.
+fn type_list(v: &Value) -> Vec<(String, bool)> {
+    v["types"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap_or("?").to_owned();
+            (name, t["active"] == true)
+        })
+        .collect()
+}
+
 fn check_json(body: &str) -> anyhow::Result<Value> {
     let v: Value =
         serde_json::from_str(body).context("properties must be JSON like '{\"props\":{...}}'")?;
@@ -251,14 +265,15 @@ fn check_json(body: &str) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-/// The node's admin endpoints over HTTP.
-struct Client {
+/// The node's admin endpoints over HTTP (also used by `rill bench` to set up the bucket types
+/// of its data-type operations).
+pub(crate) struct Client {
     node: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(node: &str) -> Client {
+    pub(crate) fn new(node: &str) -> Client {
         Client {
             node: node.to_string(),
             agent: ureq::Agent::config_builder()
@@ -267,6 +282,27 @@ impl Client {
                 .build()
                 .into(),
         }
+    }
+
+    /// Every bucket type, with whether it is active.
+    pub(crate) fn list_types(&self) -> anyhow::Result<Vec<(String, bool)>> {
+        Ok(type_list(&self.get(TYPES)?))
+    }
+
+    /// A bucket type's status: `active`, `props`, and the members `lacking` it.
+    pub(crate) fn type_status(&self, name: &str) -> anyhow::Result<Value> {
+        self.get(&type_path(name))
+    }
+
+    /// Creates a bucket type; `props` is `{"props":{...}}`.
+    pub(crate) fn create_type(&self, name: &str, props: &Value) -> anyhow::Result<()> {
+        self.send("POST", &type_path(name), props.clone()).map(drop)
+    }
+
+    /// Activates a created bucket type.
+    pub(crate) fn activate_type(&self, name: &str) -> anyhow::Result<()> {
+        self.send("POST", &format!("{}/activate", type_path(name)), json!({}))
+            .map(drop)
     }
 
     fn get(&self, path: &str) -> anyhow::Result<Value> {

@@ -19,12 +19,19 @@ const LEGEND_X: f64 = 815.0;
 /// Roughly how many ticks an axis gets.
 const TICKS: f64 = 6.0;
 
+/// One colour per operation: the ten of the "tab10" palette, distinct from each other.
 fn color(op: Op) -> &'static str {
     match op {
         Op::Get => "#1f77b4",
         Op::Put => "#ff7f0e",
         Op::Update => "#2ca02c",
         Op::Delete => "#d62728",
+        Op::Counter => "#9467bd",
+        Op::CounterFetch => "#8c564b",
+        Op::SetAdd => "#e377c2",
+        Op::SetFetch => "#7f7f7f",
+        Op::MapUpdate => "#bcbd22",
+        Op::MapFetch => "#17becf",
     }
 }
 

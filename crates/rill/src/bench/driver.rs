@@ -1,5 +1,6 @@
-//! Runs a benchmark: bucket setup, connections, the optional preload, then the timed run with a
-//! progress line once a second.
+//! Runs a benchmark: bucket-type and bucket setup, connections, the optional preloads (every key
+//! once; every set to `--set-size` members), then the timed run with a progress line once a
+//! second.
 //!
 //! Two ways of issuing load:
 //! - closed loop (default): each worker sends its next operation as soon as the previous one
@@ -27,16 +28,20 @@ use rand::rngs::SmallRng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::client::{ClientError, Conn, Namespace};
+use super::client::{ClientError, Conn, DtUpdate, Namespace};
 use super::options::Config;
 use super::stats::{Collector, OpSet, OpStats, Outcome, Progress, Row, SharedRecorder, lock};
-use super::workload::{KeyGen, Op, OpMix, ValueGen};
+use super::types;
+use super::workload::{DataType, KeyGen, Keys, Op, OpMix, ValueGen, member};
 
 /// Pause after a connection failure before the worker tries again, so a down server is not
 /// hammered with connection attempts.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Spacing of progress lines and of the per-second series.
 const TICK: Duration = Duration::from_secs(1);
+/// Members per update of the set preload: large enough that filling a set takes few requests,
+/// small enough (about 20 KB) to stay an ordinary request.
+const SET_BATCH: u64 = 1000;
 
 /// Everything a finished run measured.
 pub struct RunResult {
@@ -53,6 +58,7 @@ pub struct RunResult {
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
     pub preload: Option<PreloadResult>,
+    pub set_preload: Option<SetPreloadResult>,
 }
 
 /// What the preload did.
@@ -60,6 +66,72 @@ pub struct PreloadResult {
     /// One PUT per key (latencies, errors).
     pub stats: OpStats,
     pub elapsed: Duration,
+}
+
+/// What the set preload did.
+pub struct SetPreloadResult {
+    /// Sets filled (`--sets`) and the size they were filled to (`--set-size`).
+    pub sets: u64,
+    pub size: u64,
+    /// Members the sets already had before (a set is topped up, not refilled).
+    pub existing: u64,
+    /// Members added.
+    pub added: u64,
+    /// Sets that already had more than `size` members (left as they were).
+    pub oversized: u64,
+    /// One entry per adding update (latencies).
+    pub updates: OpStats,
+    pub elapsed: Duration,
+}
+
+/// The namespaces of a run, all in the bucket `--bucket`: the key/value one (`--bucket-type`,
+/// or the default type) and one per data type in its own bucket type.
+pub struct Namespaces {
+    objects: Namespace,
+    data_types: [Namespace; 3],
+}
+
+impl Namespaces {
+    pub fn new(config: &Config) -> Namespaces {
+        let bucket = Bytes::from(config.bucket.clone());
+        let typed = |dt: DataType| Namespace {
+            bucket: bucket.clone(),
+            bucket_type: Some(Bytes::from(config.types.of(dt).to_owned())),
+        };
+        Namespaces {
+            objects: Namespace {
+                bucket: bucket.clone(),
+                bucket_type: config.bucket_type.clone().map(Bytes::from),
+            },
+            data_types: DataType::ALL.map(typed),
+        }
+    }
+
+    /// Where `op` works.
+    pub fn of(&self, op: Op) -> &Namespace {
+        match op.data_type() {
+            Some(dt) => self.data_type(dt),
+            None => &self.objects,
+        }
+    }
+
+    fn data_type(&self, dt: DataType) -> &Namespace {
+        let i = DataType::ALL
+            .iter()
+            .position(|d| *d == dt)
+            .expect("every data type is in DataType::ALL");
+        &self.data_types[i]
+    }
+
+    /// The namespaces the mix's operations work in.
+    pub fn used(&self, mix: &OpMix) -> Vec<&Namespace> {
+        let mut used: Vec<&Namespace> = Vec::new();
+        if mix.has_objects() {
+            used.push(&self.objects);
+        }
+        used.extend(mix.data_types().into_iter().map(|dt| self.data_type(dt)));
+        used
+    }
 }
 
 /// The time frame of a run and, for fixed-rate runs, the shared schedule position.
@@ -116,10 +188,10 @@ fn latency_origin(due: Instant, worker_free_at: Instant, sent_at: Instant) -> In
 struct Worker {
     conn: Conn,
     rng: SmallRng,
-    keys: KeyGen,
+    keys: Keys,
     values: ValueGen,
     mix: OpMix,
-    ns: Arc<Namespace>,
+    ns: Arc<Namespaces>,
     timeout: Duration,
     recorder: SharedRecorder,
 }
@@ -145,27 +217,86 @@ impl Worker {
 
     async fn perform(&mut self, op: Op, key: &Bytes) -> Result<Outcome, ClientError> {
         let found = |f: bool| if f { Outcome::Ok } else { Outcome::NotFound };
-        match op {
-            Op::Get => Ok(found(self.conn.get(&self.ns, key).await?.found)),
+        let ns = self.ns.of(op);
+        let update = match op {
+            Op::Get => return Ok(found(self.conn.get(ns, key).await?.found)),
             Op::Put => {
                 let value = self.values.next(&mut self.rng);
-                self.conn.put(&self.ns, key, value, None).await?;
-                Ok(Outcome::Ok)
+                self.conn.put(ns, key, value, None).await?;
+                return Ok(Outcome::Ok);
             }
             Op::Update => {
-                let fetched = self.conn.get(&self.ns, key).await?;
+                let fetched = self.conn.get(ns, key).await?;
                 let value = self.values.next(&mut self.rng);
-                self.conn.put(&self.ns, key, value, fetched.vclock).await?;
-                Ok(found(fetched.found))
+                self.conn.put(ns, key, value, fetched.vclock).await?;
+                return Ok(found(fetched.found));
             }
-            Op::Delete => Ok(found(self.conn.delete(&self.ns, key).await?)),
+            Op::Delete => return Ok(found(self.conn.delete(ns, key).await?)),
+            Op::CounterFetch | Op::SetFetch | Op::MapFetch => {
+                return Ok(found(self.conn.dt_fetch(ns, key).await?.found));
+            }
+            Op::Counter => DtUpdate::Increment(1),
+            Op::SetAdd => DtUpdate::AddMembers(vec![member(&mut self.rng)]),
+            Op::MapUpdate => DtUpdate::Map {
+                register: member(&mut self.rng),
+            },
+        };
+        self.conn.dt_update(ns, key, &update).await?;
+        Ok(Outcome::Ok)
+    }
+
+    /// Runs one setup request on the connection with the operation timeout; the error says
+    /// which server failed.
+    async fn setup_call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&mut Conn) -> Result<T, ClientError>,
+    ) -> anyhow::Result<T> {
+        let target = self.conn.target().to_owned();
+        match tokio::time::timeout(self.timeout, call(&mut self.conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => bail!("{target}: {e}"),
+            Err(_) => {
+                self.conn.reset();
+                bail!("{target}: timed out after {:?}", self.timeout)
+            }
         }
+    }
+
+    /// Tops set `key` up to `size` members in updates of [`SET_BATCH`], counting every member
+    /// found or added into `done`. Returns the members it had before and those it added.
+    async fn fill_set(
+        &mut self,
+        key: &Bytes,
+        size: u64,
+        updates: &mut OpStats,
+        done: &AtomicU64,
+    ) -> anyhow::Result<(u64, u64)> {
+        let ns = self.ns.clone();
+        let ns = ns.of(Op::SetAdd);
+        let existing = self
+            .setup_call(async |c: &mut Conn| c.dt_fetch(ns, key).await)
+            .await?
+            .len as u64;
+        done.fetch_add(existing.min(size), Ordering::Relaxed);
+        let mut have = existing;
+        while have < size {
+            let batch = (size - have).min(SET_BATCH);
+            let members = (0..batch).map(|_| member(&mut self.rng)).collect();
+            let update = DtUpdate::AddMembers(members);
+            let start = Instant::now();
+            self.setup_call(async |c: &mut Conn| c.dt_update(ns, key, &update).await)
+                .await?;
+            updates.record(Outcome::Ok, start.elapsed());
+            have += batch;
+            done.fetch_add(batch, Ordering::Relaxed);
+        }
+        Ok((existing, have - existing))
     }
 
     /// A random operation on a key from the distribution.
     async fn random_op(&mut self) -> (Op, Outcome, bool) {
         let op = self.mix.pick(&mut self.rng);
-        let key = KeyGen::key(self.keys.next_index(&mut self.rng));
+        let key = self.keys.next_key(op, &mut self.rng);
         let (outcome, backoff) = self.execute(op, &key).await;
         (op, outcome, backoff)
     }
@@ -272,14 +403,21 @@ pub async fn run(config: &Config) -> anyhow::Result<RunResult> {
         // Keep the sender alive: a closed channel would read as "stop" to nobody's benefit.
         std::future::pending::<()>().await;
     });
-    let ns = Arc::new(Namespace {
-        bucket: Bytes::from(config.bucket.clone()),
-        bucket_type: config.bucket_type.clone().map(Bytes::from),
-    });
-    setup_bucket(config, &ns).await?;
+    let ns = Arc::new(Namespaces::new(config));
+    // Bucket types before bucket properties: a typed bucket's properties can only be set once
+    // its type is active.
+    types::ensure(config).await?;
+    setup_buckets(config, &ns).await?;
     let mut workers = connect_workers(config, &ns).await?;
     let preload = if config.preload {
         let (back, result) = preload(workers, config, stop.clone()).await?;
+        workers = back;
+        Some(result)
+    } else {
+        None
+    };
+    let set_preload = if config.set_size > 0 && !*stop.borrow() {
+        let (back, result) = preload_sets(workers, config, stop.clone()).await?;
         workers = back;
         Some(result)
     } else {
@@ -290,30 +428,33 @@ pub async fn run(config: &Config) -> anyhow::Result<RunResult> {
     }
     let mut result = timed_run(workers, config, stop).await?;
     result.preload = preload;
+    result.set_preload = set_preload;
     Ok(result)
 }
 
-/// Sets the requested bucket properties on every target.
-async fn setup_bucket(config: &Config, ns: &Namespace) -> anyhow::Result<()> {
+/// Sets the requested bucket properties on every target, in every namespace the mix uses.
+async fn setup_buckets(config: &Config, ns: &Namespaces) -> anyhow::Result<()> {
     if config.props.is_empty() {
         return Ok(());
     }
     for target in &config.targets {
         let mut conn = Conn::new(config.protocol, target.clone());
-        tokio::time::timeout(config.timeout, conn.set_bucket_props(ns, &config.props))
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out"))
-            .and_then(|r| r.map_err(anyhow::Error::msg))
-            .with_context(|| format!("setting bucket properties on {target}"))?;
+        for ns in ns.used(&config.mix) {
+            tokio::time::timeout(config.timeout, conn.set_bucket_props(ns, &config.props))
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out"))
+                .and_then(|r| r.map_err(anyhow::Error::msg))
+                .with_context(|| format!("setting bucket properties on {target}"))?;
+        }
     }
     Ok(())
 }
 
 /// One connected worker per unit of concurrency, spread round-robin over the targets.
-async fn connect_workers(config: &Config, ns: &Arc<Namespace>) -> anyhow::Result<Vec<Worker>> {
+async fn connect_workers(config: &Config, ns: &Arc<Namespaces>) -> anyhow::Result<Vec<Worker>> {
     let mut seed_rng = SmallRng::seed_from_u64(config.seed);
     let values = ValueGen::new(config.value_size_min, config.value_size_max, &mut seed_rng);
-    let keys = KeyGen::new(config.key_dist, config.keys);
+    let keys = Keys::new(config.key_dist, config.keys, config.sets);
     let mut workers = Vec::with_capacity(config.concurrency);
     for i in 0..config.concurrency {
         let target = config.targets[i % config.targets.len()].clone();
@@ -399,6 +540,94 @@ async fn preload(
     Ok((back, PreloadResult { stats, elapsed }))
 }
 
+/// Fills every set of the run (`0..sets`) to `--set-size` members before the timed run, the
+/// workers taking sets from a shared cursor (one set is filled by one worker, in order: adds to
+/// one set only queue behind each other on its key). An error stops the run: measuring sets of
+/// an unknown size would report the wrong thing.
+async fn preload_sets(
+    workers: Vec<Worker>,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<Worker>, SetPreloadResult)> {
+    let started = Instant::now();
+    let (sets, size) = (config.sets, config.set_size);
+    let goal = sets.saturating_mul(size);
+    let done = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for mut w in workers {
+        let (done, next, stop) = (done.clone(), next.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut updates = OpStats::default();
+            let mut found = Vec::new();
+            let mut failed = None;
+            while !*stop.borrow() {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= sets {
+                    break;
+                }
+                match w.fill_set(&KeyGen::key(k), size, &mut updates, &done).await {
+                    Ok(filled) => found.push(filled),
+                    Err(e) => {
+                        failed = Some(e.context(format!("filling set {k}")));
+                        break;
+                    }
+                }
+            }
+            (w, updates, found, failed)
+        });
+    }
+    let mut ticker = tokio::time::interval_at((started + TICK).into(), TICK);
+    let mut back = Vec::new();
+    let mut updates = OpStats::default();
+    let mut found = Vec::new();
+    let mut failure = None;
+    let mut last = 0;
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = done.load(Ordering::Relaxed);
+                progress(&format!(
+                    "preload sets {now}/{goal} members ({:.0}%), {} members/s",
+                    now as f64 * 100.0 / goal.max(1) as f64,
+                    now - last
+                ));
+                last = now;
+            }
+            Some(joined) = tasks.join_next() => {
+                let (w, u, f, failed) = joined.context("set preload worker failed")?;
+                updates.merge(&u);
+                found.extend(f);
+                failure = failure.or(failed);
+                back.push(w);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        progress_done();
+        return Err(e.context("set preload"));
+    }
+    let result = SetPreloadResult {
+        sets,
+        size,
+        existing: found.iter().map(|(existing, _)| existing).sum(),
+        added: found.iter().map(|(_, added)| added).sum(),
+        oversized: found
+            .iter()
+            .filter(|(existing, _)| *existing > size)
+            .count() as u64,
+        updates,
+        elapsed: started.elapsed(),
+    };
+    progress(&format!(
+        "preload sets: {sets} x {size} members in {:.2}s ({} added)",
+        result.elapsed.as_secs_f64(),
+        result.added
+    ));
+    progress_done();
+    Ok((back, result))
+}
+
 /// First progress tick: on the grid of whole seconds from the end of the warmup, within the
 /// first second of the run.
 fn first_tick(sched: &Schedule) -> Instant {
@@ -471,6 +700,7 @@ async fn timed_run(
         dropped,
         interrupted,
         preload: None,
+        set_preload: None,
     })
 }
 

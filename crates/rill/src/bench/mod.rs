@@ -3,14 +3,16 @@
 //! It speaks Riak's own client protocols (Protocol Buffers or HTTP), so it measures Rill and any
 //! Riak-compatible server the same way. A run sets up the bucket's properties if asked, connects
 //! one client per worker (spread round-robin over the targets), optionally writes every key once
-//! (`--preload`), then drives the operation mix for the duration — closed loop, or at a fixed
+//! (`--preload`) and fills the sets of the data-type operations (`--set-size`), then drives the
+//! operation mix — key/value operations and counter, set and map operations — for the duration — closed loop, or at a fixed
 //! rate with latencies measured from the scheduled start — and reports per-operation counts and
 //! HDR-histogram latencies as a table, `summary.json`, `timeseries.csv` and `chart.svg`.
 //!
 //! - [`options`]: flags and the validated [`options::Config`].
-//! - [`workload`]: operation mix, key and value generators.
+//! - [`workload`]: operation mix, key, value and set-member generators.
+//! - [`types`]: the bucket types of the data-type operations (checked, created if missing).
 //! - [`client`]: the PB and HTTP clients.
-//! - [`driver`]: setup, preload, the two load loops, progress.
+//! - [`driver`]: setup, the preloads, the two load loops, progress.
 //! - [`stats`]: histograms, counters, the per-second series.
 //! - [`report`] and [`chart`]: the outputs.
 
@@ -20,6 +22,7 @@ mod driver;
 mod options;
 mod report;
 mod stats;
+mod types;
 mod workload;
 
 pub use options::BenchArgs;

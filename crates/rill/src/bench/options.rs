@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use super::workload::{KeyDist, OpMix};
+use super::workload::{DataType, KeyDist, OpMix};
 
 /// Largest value size accepted: Riak's default object size limit.
 const MAX_VALUE_SIZE: usize = 50 * 1024 * 1024;
@@ -51,7 +51,9 @@ pub struct BenchArgs {
     /// Workers, each with its own connection.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Operation mix as weights: get, put, update (read-modify-write), delete.
+    /// Operation mix as weights: get, put, update (read-modify-write), delete; data types:
+    /// counter (increment by 1), counter_fetch, set_add (one new member), set_fetch (the whole
+    /// set), map_update (a counter and a register field), map_fetch.
     #[arg(long, default_value = "get=4,put=1")]
     pub mix: String,
     /// Size of the key space (keys are 0..N in decimal).
@@ -69,6 +71,26 @@ pub struct BenchArgs {
     /// Existing bucket type to use (default: Riak's `default` type).
     #[arg(long)]
     pub bucket_type: Option<String>,
+    /// Bucket type of the counter operations (datatype counter; created if missing).
+    #[arg(long, default_value = "counters")]
+    pub counter_type: String,
+    /// Bucket type of the set operations (datatype set; created if missing).
+    #[arg(long, default_value = "sets")]
+    pub set_type: String,
+    /// Bucket type of the map operations (datatype map; created if missing).
+    #[arg(long, default_value = "maps")]
+    pub map_type: String,
+    /// Number of distinct sets set_add and set_fetch address (keys 0..N of the set type).
+    #[arg(long, default_value_t = 1)]
+    pub sets: u64,
+    /// Before the timed run, fill every set to this many members (1000 per update, not
+    /// measured), so set_add and set_fetch are measured on sets of this size.
+    #[arg(long, default_value_t = 0)]
+    pub set_size: u64,
+    /// HTTP address of a node whose admin endpoints create and activate missing bucket types
+    /// [default: the first target for http, 127.0.0.1:8098 for pb]
+    #[arg(long)]
+    pub admin_node: Option<String>,
     /// Set the bucket's n_val before the run.
     #[arg(long)]
     pub n_val: Option<u32>,
@@ -114,6 +136,25 @@ impl PropsSetup {
     }
 }
 
+/// The bucket types the data-type operations use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeNames {
+    pub counter: String,
+    pub set: String,
+    pub map: String,
+}
+
+impl TypeNames {
+    /// The bucket type of data type `dt`.
+    pub fn of(&self, dt: DataType) -> &str {
+        match dt {
+            DataType::Counter => &self.counter,
+            DataType::Set => &self.set,
+            DataType::Map => &self.map,
+        }
+    }
+}
+
 /// A validated benchmark configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -130,6 +171,12 @@ pub struct Config {
     pub value_size_max: usize,
     pub bucket: String,
     pub bucket_type: Option<String>,
+    /// Bucket types of the data-type operations (all three, used or not).
+    pub types: TypeNames,
+    pub sets: u64,
+    pub set_size: u64,
+    /// Where missing bucket types are created.
+    pub admin_node: String,
     pub props: PropsSetup,
     pub preload: bool,
     pub rate: Option<f64>,
@@ -168,6 +215,26 @@ impl Config {
         let mix = OpMix::parse(&args.mix)
             .map_err(anyhow::Error::msg)
             .context("--mix")?;
+        if args.sets == 0 {
+            bail!("--sets must be at least 1");
+        }
+        if args.set_size > 0 && !mix.data_types().contains(&DataType::Set) {
+            bail!("--set-size fills sets for set_add and set_fetch, but --mix has neither");
+        }
+        let types = TypeNames {
+            counter: args.counter_type,
+            set: args.set_type,
+            map: args.map_type,
+        };
+        check_types(&types, &mix.data_types())?;
+        let admin_node = match args.admin_node {
+            Some(node) => node,
+            None => match args.protocol {
+                Protocol::Http => targets[0].clone(),
+                Protocol::Pb => Protocol::Http.default_target().to_owned(),
+            },
+        };
+        check_host_port(&admin_node).context("--admin-node")?;
         if let Some(rate) = args.rate
             && !(rate.is_finite() && rate > 0.0)
         {
@@ -193,6 +260,10 @@ impl Config {
             value_size_max,
             bucket: args.bucket,
             bucket_type: args.bucket_type,
+            types,
+            sets: args.sets,
+            set_size: args.set_size,
+            admin_node,
             props: PropsSetup {
                 n_val: args.n_val,
                 r: args.r,
@@ -272,6 +343,42 @@ pub fn parse_size_range(text: &str) -> anyhow::Result<(usize, usize)> {
     Ok((min, max))
 }
 
+/// Checks the bucket types of the data types the mix uses: named, and one per data type (a
+/// bucket type has a single datatype, so two data types cannot share one).
+fn check_types(types: &TypeNames, used: &[DataType]) -> anyhow::Result<()> {
+    for (i, &dt) in used.iter().enumerate() {
+        let name = types.of(dt);
+        if name.is_empty() {
+            bail!("--{}-type must name a bucket type", dt.name());
+        }
+        if name == "default" {
+            bail!(
+                "--{}-type: data types cannot live in the default bucket type",
+                dt.name()
+            );
+        }
+        if let Some(&other) = used[..i].iter().find(|o| types.of(**o) == name) {
+            bail!(
+                "--{}-type and --{}-type both name bucket type {name:?}, but a bucket type holds one datatype",
+                other.name(),
+                dt.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `t` is `host:port`.
+fn check_host_port(t: &str) -> anyhow::Result<()> {
+    let port_ok = t
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        bail!("{t:?} is not host:port");
+    }
+    Ok(())
+}
+
 /// Parses the comma-separated `host:port` list.
 pub fn parse_targets(text: &str) -> anyhow::Result<Vec<String>> {
     let targets: Vec<String> = text
@@ -284,12 +391,7 @@ pub fn parse_targets(text: &str) -> anyhow::Result<Vec<String>> {
         bail!("--targets names no server");
     }
     for t in &targets {
-        let port_ok = t
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            bail!("target {t:?} is not host:port");
-        }
+        check_host_port(t).context("--targets")?;
     }
     Ok(targets)
 }
@@ -436,5 +538,90 @@ mod tests {
         assert_eq!(v["key_dist"], "uniform");
         assert_eq!(v["props"]["n_val"], 3);
         assert!(v["props"]["r"].is_null());
+    }
+
+    #[test]
+    fn data_type_settings_have_defaults() {
+        let c = config(&["--mix", "counter=1,set_add=1,map_update=1,set_fetch=1"]).unwrap();
+        assert_eq!(
+            c.mix.to_string(),
+            "counter=1,set_add=1,map_update=1,set_fetch=1"
+        );
+        assert_eq!(
+            c.types,
+            TypeNames {
+                counter: "counters".into(),
+                set: "sets".into(),
+                map: "maps".into()
+            }
+        );
+        assert_eq!((c.sets, c.set_size), (1, 0));
+        assert_eq!(
+            c.admin_node, "127.0.0.1:8098",
+            "pb: the default HTTP address"
+        );
+    }
+
+    #[test]
+    fn the_big_set_command_parses() {
+        let c = config(&[
+            "--protocol",
+            "pb",
+            "--mix",
+            "set_add=1",
+            "--set-size",
+            "100000",
+            "--sets",
+            "2",
+            "--set-type",
+            "big",
+            "--concurrency",
+            "1",
+            "--duration",
+            "20s",
+        ])
+        .unwrap();
+        assert_eq!((c.sets, c.set_size), (2, 100_000));
+        assert_eq!(c.types.of(DataType::Set), "big");
+        assert_eq!(c.types.of(DataType::Counter), "counters");
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["set_size"], 100_000);
+        assert_eq!(v["types"]["set"], "big");
+    }
+
+    #[test]
+    fn admin_node_follows_the_protocol_unless_given() {
+        let http = config(&["--protocol", "http", "--targets", "10.0.0.5:8098"]).unwrap();
+        assert_eq!(http.admin_node, "10.0.0.5:8098");
+        let given = config(&["--admin-node", "h:1"]).unwrap();
+        assert_eq!(given.admin_node, "h:1");
+    }
+
+    #[test]
+    fn bad_data_type_settings_are_refused_with_the_reason() {
+        let err = |argv: &[&str]| format!("{:#}", config(argv).unwrap_err());
+        assert!(err(&["--sets", "0", "--mix", "set_add=1"]).contains("--sets"));
+        assert!(
+            err(&["--set-size", "10", "--mix", "counter=1"]).contains("neither"),
+            "a set size without set operations"
+        );
+        let shared = err(&[
+            "--mix",
+            "counter=1,set_add=1",
+            "--counter-type",
+            "dt",
+            "--set-type",
+            "dt",
+        ]);
+        assert!(shared.contains("--counter-type and --set-type"), "{shared}");
+        assert!(err(&["--mix", "map_fetch=1", "--map-type", ""]).contains("--map-type"));
+        assert!(err(&["--mix", "counter=1", "--counter-type", "default"]).contains("default"));
+        assert!(err(&["--admin-node", "nohost"]).contains("--admin-node"));
+        assert!(
+            err(&["--mix", "set_remove=1"]).contains("set_fetch"),
+            "known ops listed"
+        );
+        // Types of data types the mix does not use are not checked.
+        assert!(config(&["--mix", "get=1", "--counter-type", "x", "--set-type", "x"]).is_ok());
     }
 }

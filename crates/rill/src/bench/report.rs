@@ -18,7 +18,7 @@ use super::chart;
 use super::driver::RunResult;
 use super::options::{Config, Protocol};
 use super::stats::{ErrorMessage, OpStats, Row};
-use super::workload::{KeyDist, Op};
+use super::workload::{DataType, KeyDist, Op};
 
 /// Latency statistics in microseconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -119,7 +119,7 @@ pub fn table(config: &Config, result: &RunResult) -> String {
         OpReport::of(&result.totals.combined(), elapsed),
     ));
     let mut out = format!(
-        "{:<8} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
+        "{:<13} {:>10} {:>9} {:>7} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
         "op",
         "count",
         "notfound",
@@ -137,7 +137,7 @@ pub fn table(config: &Config, result: &RunResult) -> String {
         let l = &r.latency_us;
         let _ = writeln!(
             out,
-            "{:<8} {:>10} {:>9} {:>7} {:>11.1} {:>8} {:>8.3} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "{:<13} {:>10} {:>9} {:>7} {:>11.1} {:>8} {:>8.3} {:>8} {:>8} {:>8} {:>9} {:>9}",
             name,
             r.count,
             r.notfound,
@@ -175,6 +175,37 @@ pub fn notes(config: &Config, result: &RunResult) -> String {
             let _ = writeln!(out, "preload error (x{}): {}", m.count, m.message);
         }
     }
+    if let Some(p) = &result.set_preload {
+        let sets = if p.sets == 1 { "set" } else { "sets" };
+        let _ = writeln!(
+            out,
+            "set preload: {} {sets} to {} members in {:.2}s ({} members added in {} updates, {} were there)",
+            p.sets,
+            p.size,
+            p.elapsed.as_secs_f64(),
+            p.added,
+            p.updates.count(),
+            p.existing
+        );
+        // The adds of the run grow the sets it measures: say by how much, so a short run on
+        // small sets is not mistaken for one at the preloaded size.
+        let adds = result.totals.op(Op::SetAdd).count();
+        if adds > 0 {
+            let _ = writeln!(
+                out,
+                "set_add grew the sets by {adds} members during the run: from {} to about {} members each",
+                p.size,
+                p.size + adds / p.sets.max(1)
+            );
+        }
+        if p.oversized > 0 {
+            let _ = writeln!(
+                out,
+                "warning: {} of the sets already had more than {} members; they were measured at their own size",
+                p.oversized, p.size
+            );
+        }
+    }
     if let Some(dropped) = result.dropped.filter(|d| *d > 0) {
         let _ = writeln!(
             out,
@@ -205,6 +236,17 @@ pub fn summary(config: &Config, result: &RunResult) -> serde_json::Value {
             "put": OpReport::of(&p.stats, p.elapsed.as_secs_f64()),
         })
     });
+    let set_preload = result.set_preload.as_ref().map(|p| {
+        json!({
+            "sets": p.sets,
+            "set_size": p.size,
+            "existing": p.existing,
+            "added": p.added,
+            "oversized": p.oversized,
+            "elapsed_secs": p.elapsed.as_secs_f64(),
+            "update": OpReport::of(&p.updates, p.elapsed.as_secs_f64()),
+        })
+    });
     json!({
         "tool": "rill bench",
         "rill_version": env!("CARGO_PKG_VERSION"),
@@ -214,6 +256,7 @@ pub fn summary(config: &Config, result: &RunResult) -> serde_json::Value {
         "warmup_ops": result.warmup_ops,
         "dropped_ops": result.dropped,
         "preload": preload,
+        "set_preload": set_preload,
         "ops": ops,
         "total": OpReport::of(&result.totals.combined(), elapsed),
     })
@@ -306,16 +349,24 @@ fn chart_subtitle(config: &Config) -> String {
     } else {
         format!("{}-{} B", config.value_size_min, config.value_size_max)
     };
-    format!(
+    let mut text = format!(
         "mix {}, {} keys ({dist}), values {values}, bucket {}",
         config.mix, config.keys, config.bucket
-    )
+    );
+    if config.mix.data_types().contains(&DataType::Set) {
+        let _ = write!(
+            text,
+            ", {} sets of {}+ members",
+            config.sets, config.set_size
+        );
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::options::PropsSetup;
+    use crate::bench::options::{PropsSetup, TypeNames};
     use crate::bench::stats::{OpSet, Outcome, Point};
     use crate::bench::workload::OpMix;
     use std::time::Duration;
@@ -333,6 +384,14 @@ mod tests {
             value_size_max: 100,
             bucket: "bench".into(),
             bucket_type: None,
+            types: TypeNames {
+                counter: "counters".into(),
+                set: "sets".into(),
+                map: "maps".into(),
+            },
+            sets: 1,
+            set_size: 0,
+            admin_node: "127.0.0.1:8098".into(),
             props: PropsSetup::default(),
             preload: false,
             rate: None,
@@ -382,6 +441,7 @@ mod tests {
             dropped: None,
             interrupted: false,
             preload: None,
+            set_preload: None,
         }
     }
 
@@ -475,5 +535,72 @@ mod tests {
             let text = std::fs::read_to_string(out.join(name)).unwrap();
             assert!(!text.is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn the_set_preload_is_reported() {
+        use crate::bench::driver::SetPreloadResult;
+        let mut updates = OpStats::default();
+        for _ in 0..3 {
+            updates.record(Outcome::Ok, Duration::from_millis(40));
+        }
+        let mut r = result();
+        r.set_preload = Some(SetPreloadResult {
+            sets: 2,
+            size: 1500,
+            existing: 1600,
+            added: 1400,
+            oversized: 1,
+            updates,
+            elapsed: Duration::from_millis(1500),
+        });
+        let mut c = config();
+        c.mix = OpMix::parse("set_add=1").unwrap();
+        let n = notes(&c, &r);
+        assert!(
+            n.contains("set preload: 2 sets to 1500 members in 1.50s (1400 members added in 3 updates, 1600 were there)"),
+            "{n}"
+        );
+        assert!(!n.contains("grew"), "no set_add in the run: {n}");
+        for _ in 0..10 {
+            r.totals
+                .op_mut(Op::SetAdd)
+                .record(Outcome::Ok, Duration::from_millis(2));
+        }
+        let n = notes(&c, &r);
+        assert!(
+            n.contains("set_add grew the sets by 10 members during the run: from 1500 to about 1505 members each"),
+            "{n}"
+        );
+        assert!(
+            n.contains("warning: 1 of the sets already had more than 1500"),
+            "{n}"
+        );
+        let v = summary(&c, &r);
+        assert_eq!(v["set_preload"]["set_size"], 1500);
+        assert_eq!(v["set_preload"]["added"], 1400);
+        assert_eq!(v["set_preload"]["update"]["count"], 3);
+        assert!(
+            chart_subtitle(&c).ends_with(", 1 sets of 0+ members"),
+            "{}",
+            chart_subtitle(&c)
+        );
+    }
+
+    #[test]
+    fn long_op_names_keep_the_columns() {
+        let mut r = result();
+        r.totals
+            .op_mut(Op::CounterFetch)
+            .record(Outcome::Ok, Duration::from_micros(700));
+        let t = table(&config(), &r);
+        let row = t.lines().find(|l| l.starts_with("counter_fetch")).unwrap();
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&fields[..4], &["counter_fetch", "1", "0", "0"]);
+        assert_eq!(
+            row.len(),
+            t.lines().next().unwrap().len(),
+            "aligned with the header"
+        );
     }
 }

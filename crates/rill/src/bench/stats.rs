@@ -6,7 +6,7 @@
 //! microseconds with three significant digits from 1 µs to one hour; only successful operations
 //! (found or not found) contribute latencies, errors are counted beside them.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -127,32 +127,45 @@ impl OpStats {
     }
 }
 
-/// [`OpStats`] for each operation kind, indexed by [`Op::index`].
+/// An operation that recorded nothing, for [`OpSet::op`] to lend out.
+static EMPTY: LazyLock<OpStats> = LazyLock::new(OpStats::default);
+
+/// [`OpStats`] for each operation kind, indexed by [`Op::index`]. An entry is allocated when
+/// its operation is first recorded: a histogram is ~190 KB, every worker has a set and most
+/// runs use two or three of the ten operations.
 #[derive(Clone, Debug, Default)]
-pub struct OpSet([OpStats; 4]);
+pub struct OpSet([Option<OpStats>; Op::COUNT]);
 
 impl OpSet {
     pub fn op(&self, op: Op) -> &OpStats {
-        &self.0[op.index()]
+        self.0[op.index()].as_ref().unwrap_or(&EMPTY)
     }
 
     pub fn op_mut(&mut self, op: Op) -> &mut OpStats {
-        &mut self.0[op.index()]
+        self.0[op.index()].get_or_insert_with(OpStats::default)
+    }
+
+    /// The entries that were allocated, with their operation.
+    fn present(&self) -> impl Iterator<Item = (Op, &OpStats)> {
+        Op::ALL
+            .into_iter()
+            .zip(&self.0)
+            .filter_map(|(op, s)| s.as_ref().map(|s| (op, s)))
     }
 
     /// Adds `other` into `self`, operation by operation; empty entries are skipped (their
     /// histograms would only cost a scan).
     pub fn merge(&mut self, other: &OpSet) {
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+        for (op, theirs) in other.present() {
             if !theirs.is_empty() {
-                mine.merge(theirs);
+                self.op_mut(op).merge(theirs);
             }
         }
     }
 
-    /// Forgets everything.
+    /// Forgets everything, keeping the histograms' memory.
     pub fn reset(&mut self) {
-        for s in self.0.iter_mut().filter(|s| !s.is_empty()) {
+        for s in self.0.iter_mut().flatten().filter(|s| !s.is_empty()) {
             s.reset();
         }
     }
@@ -160,7 +173,7 @@ impl OpSet {
     /// All operations together.
     pub fn combined(&self) -> OpStats {
         let mut all = OpStats::default();
-        for s in self.0.iter().filter(|s| !s.is_empty()) {
+        for (_, s) in self.recorded() {
             all.merge(s);
         }
         all
@@ -168,10 +181,7 @@ impl OpSet {
 
     /// Operations that were recorded at all, in report order.
     pub fn recorded(&self) -> impl Iterator<Item = (Op, &OpStats)> {
-        Op::ALL
-            .into_iter()
-            .map(|op| (op, self.op(op)))
-            .filter(|(_, s)| !s.is_empty())
+        self.present().filter(|(_, s)| !s.is_empty())
     }
 }
 
@@ -181,7 +191,7 @@ pub struct WorkerRecorder {
     /// Measured operations.
     interval: OpSet,
     /// Operations that started during the warmup, per operation: counted, not measured.
-    warmup: [u64; 4],
+    warmup: [u64; Op::COUNT],
 }
 
 impl WorkerRecorder {
@@ -443,5 +453,26 @@ mod tests {
             1,
             "an idle whole second is a row; an idle tail is not"
         );
+    }
+
+    #[test]
+    fn op_sets_allocate_only_recorded_operations() {
+        let mut set = OpSet::default();
+        assert!(
+            set.op(Op::SetFetch).is_empty(),
+            "an absent entry reads as empty"
+        );
+        set.op_mut(Op::SetAdd).record(Outcome::Ok, ms(3));
+        assert_eq!(set.present().count(), 1);
+        let mut other = OpSet::default();
+        other.op_mut(Op::Counter).record(Outcome::Ok, ms(1));
+        other.op_mut(Op::MapFetch); // allocated, nothing recorded
+        set.merge(&other);
+        let recorded: Vec<Op> = set.recorded().map(|(op, _)| op).collect();
+        assert_eq!(recorded, vec![Op::Counter, Op::SetAdd], "in report order");
+        assert_eq!(set.present().count(), 2, "empty entries are not copied");
+        assert_eq!(set.combined().count(), 2);
+        set.reset();
+        assert!(set.combined().is_empty());
     }
 }

@@ -6,6 +6,7 @@
 //! promise (uniform spread, Pareto skew, sequential coverage).
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 /// One kind of client operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Fetch a key.
     Get,
@@ -25,11 +26,61 @@ pub enum Op {
     Update,
     /// Delete a key.
     Delete,
+    /// Increment a counter by 1.
+    Counter,
+    /// Fetch a counter.
+    CounterFetch,
+    /// Add one new random member to a set.
+    SetAdd,
+    /// Fetch a whole set.
+    SetFetch,
+    /// Update a map: increment its counter field and assign its register field.
+    MapUpdate,
+    /// Fetch a map.
+    MapFetch,
+}
+
+/// The Riak data types the data-type operations work on; each lives in a bucket type of its own
+/// whose `datatype` property names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    Counter,
+    Set,
+    Map,
+}
+
+impl DataType {
+    /// Every data type the bench drives.
+    pub const ALL: [DataType; 3] = [DataType::Counter, DataType::Set, DataType::Map];
+
+    /// The value of the bucket type's `datatype` property.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Counter => "counter",
+            DataType::Set => "set",
+            DataType::Map => "map",
+        }
+    }
 }
 
 impl Op {
+    /// Number of operation kinds, for per-operation arrays.
+    pub const COUNT: usize = 10;
+
     /// Every operation, in report order; `Op::index` indexes into this.
-    pub const ALL: [Op; 4] = [Op::Get, Op::Put, Op::Update, Op::Delete];
+    pub const ALL: [Op; Op::COUNT] = [
+        Op::Get,
+        Op::Put,
+        Op::Update,
+        Op::Delete,
+        Op::Counter,
+        Op::CounterFetch,
+        Op::SetAdd,
+        Op::SetFetch,
+        Op::MapUpdate,
+        Op::MapFetch,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -38,12 +89,28 @@ impl Op {
             Op::Put => "put",
             Op::Update => "update",
             Op::Delete => "delete",
+            Op::Counter => "counter",
+            Op::CounterFetch => "counter_fetch",
+            Op::SetAdd => "set_add",
+            Op::SetFetch => "set_fetch",
+            Op::MapUpdate => "map_update",
+            Op::MapFetch => "map_fetch",
         }
     }
 
     /// Position in [`Op::ALL`], for per-operation arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The data type the operation works on; `None` for the key/value operations.
+    pub fn data_type(self) -> Option<DataType> {
+        match self {
+            Op::Get | Op::Put | Op::Update | Op::Delete => None,
+            Op::Counter | Op::CounterFetch => Some(DataType::Counter),
+            Op::SetAdd | Op::SetFetch => Some(DataType::Set),
+            Op::MapUpdate | Op::MapFetch => Some(DataType::Map),
+        }
     }
 
     fn parse(name: &str) -> Option<Op> {
@@ -70,7 +137,11 @@ impl OpMix {
                 .split_once('=')
                 .ok_or_else(|| format!("mix entry {part:?} is not op=weight"))?;
             let op = Op::parse(name.trim()).ok_or_else(|| {
-                format!("unknown operation {name:?} (expected get, put, update, delete)")
+                let known: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
+                format!(
+                    "unknown operation {name:?} (expected one of {})",
+                    known.join(", ")
+                )
             })?;
             let weight: u32 = weight
                 .trim()
@@ -111,6 +182,19 @@ impl OpMix {
     /// The operations the mix can produce.
     pub fn ops(&self) -> impl Iterator<Item = Op> + '_ {
         self.weights.iter().map(|(op, _)| *op)
+    }
+
+    /// The data types the mix's operations work on, each once, in [`DataType::ALL`] order.
+    pub fn data_types(&self) -> Vec<DataType> {
+        DataType::ALL
+            .into_iter()
+            .filter(|dt| self.ops().any(|op| op.data_type() == Some(*dt)))
+            .collect()
+    }
+
+    /// Whether the mix has any key/value operation (get, put, update, delete).
+    pub fn has_objects(&self) -> bool {
+        self.ops().any(|op| op.data_type().is_none())
     }
 }
 
@@ -188,6 +272,53 @@ impl KeyGen {
     pub fn key(index: u64) -> Bytes {
         Bytes::from(index.to_string())
     }
+}
+
+/// The key generators of a run: one over the key space (`--keys`) for objects, counters and
+/// maps, one over the sets (`--sets`). Sets have their own, usually tiny, space because a
+/// big-set benchmark measures a few sets of a known size: spreading adds over 100 000 keys
+/// would measure 100 000 small sets instead.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    objects: KeyGen,
+    sets: KeyGen,
+}
+
+impl Keys {
+    /// Generators over `0..keys` and `0..sets`, both with the distribution `dist`.
+    pub fn new(dist: KeyDist, keys: u64, sets: u64) -> Keys {
+        Keys {
+            objects: KeyGen::new(dist, keys),
+            sets: KeyGen::new(dist, sets),
+        }
+    }
+
+    /// The key the next `op` addresses.
+    pub fn next_key(&self, op: Op, rng: &mut impl Rng) -> Bytes {
+        let space = match op.data_type() {
+            Some(DataType::Set) => &self.sets,
+            _ => &self.objects,
+        };
+        KeyGen::key(space.next_index(rng))
+    }
+}
+
+/// Random bytes in a set member: 80 bits, so that even millions of members drawn in one run
+/// collide with a probability below 10^-12, and a set grows by exactly one member per add (the
+/// tests count on it).
+const MEMBER_BYTES: usize = 10;
+
+/// A new set member (or map register value): random bytes as lowercase hex, 20 characters,
+/// so the same member travels over PB and inside HTTP's JSON, which carries members as text.
+pub fn member(rng: &mut impl Rng) -> Bytes {
+    let mut raw = [0u8; MEMBER_BYTES];
+    rng.fill_bytes(&mut raw);
+    let mut hex = String::with_capacity(2 * MEMBER_BYTES);
+    for b in raw {
+        // Writing into a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    Bytes::from(hex)
 }
 
 /// Spare random bytes beyond the largest value, so values start at varied offsets.
@@ -367,5 +498,85 @@ mod tests {
         let b = values.next(&mut rng);
         assert_eq!((a.len(), b.len()), (100, 100));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn data_type_ops_parse_and_name_their_data_type() {
+        let mix = OpMix::parse(
+            "counter=1,counter_fetch=1,set_add=2,set_fetch=1,map_update=1,map_fetch=1",
+        )
+        .unwrap();
+        assert_eq!(
+            mix.to_string(),
+            "counter=1,counter_fetch=1,set_add=2,set_fetch=1,map_update=1,map_fetch=1"
+        );
+        assert_eq!(
+            mix.data_types(),
+            vec![DataType::Counter, DataType::Set, DataType::Map]
+        );
+        assert!(!mix.has_objects());
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.name()), Some(op), "{op:?} parses back");
+            assert_eq!(Op::ALL[op.index()], op, "{op:?} indexes ALL");
+        }
+        let only_sets = OpMix::parse("get=1,set_fetch=3").unwrap();
+        assert_eq!(only_sets.data_types(), vec![DataType::Set]);
+        assert!(only_sets.has_objects());
+        assert!(OpMix::parse("get=1").unwrap().data_types().is_empty());
+        let err = OpMix::parse("set_remove=1").unwrap_err();
+        assert!(err.contains("map_fetch"), "the known ops are listed: {err}");
+    }
+
+    #[test]
+    fn mix_picks_data_type_ops_in_proportion() {
+        let mix = OpMix::parse("counter=1,set_add=1,map_update=1,set_fetch=1").unwrap();
+        let mut counts = [0u32; Op::COUNT];
+        let mut rng = rng();
+        for _ in 0..40_000 {
+            counts[mix.pick(&mut rng).index()] += 1;
+        }
+        for op in [Op::Counter, Op::SetAdd, Op::MapUpdate, Op::SetFetch] {
+            let n = counts[op.index()];
+            // Expected 10000 each; a 5% band is > 10 standard deviations.
+            assert!((9_500..=10_500).contains(&n), "{op:?} {counts:?}");
+        }
+        assert_eq!(counts.iter().sum::<u32>(), 40_000, "nothing else drawn");
+    }
+
+    #[test]
+    fn set_ops_address_the_sets_and_the_others_the_key_space() {
+        let keys = Keys::new(KeyDist::Uniform, 1000, 3);
+        let mut rng = rng();
+        let index = |k: Bytes| std::str::from_utf8(&k).unwrap().parse::<u64>().unwrap();
+        let mut sets = std::collections::BTreeSet::new();
+        let mut others = std::collections::BTreeSet::new();
+        for _ in 0..3000 {
+            sets.insert(index(keys.next_key(Op::SetAdd, &mut rng)));
+            sets.insert(index(keys.next_key(Op::SetFetch, &mut rng)));
+            for op in [Op::Get, Op::Counter, Op::MapUpdate, Op::MapFetch] {
+                others.insert(index(keys.next_key(op, &mut rng)));
+            }
+        }
+        assert_eq!(sets.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(others.len() > 900, "the whole key space: {}", others.len());
+        assert!(others.iter().all(|k| *k < 1000));
+        // One set: every set operation addresses it.
+        let one = Keys::new(KeyDist::Pareto, 1000, 1);
+        assert!((0..100).all(|_| one.next_key(Op::SetAdd, &mut rng) == Bytes::from_static(b"0")));
+    }
+
+    #[test]
+    fn members_are_hex_and_distinct() {
+        let mut rng = rng();
+        let members: std::collections::HashSet<Bytes> =
+            (0..10_000).map(|_| member(&mut rng)).collect();
+        assert_eq!(members.len(), 10_000);
+        for m in members.iter().take(100) {
+            assert_eq!(m.len(), 20);
+            assert!(
+                m.iter()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Hand-rolled over a tokio `TcpStream` rather than hyper's pooled client because a benchmark
 //! worker wants exactly one pinned connection to one server, with reconnects under its own
-//! control, and only needs four fixed request shapes; the response head is parsed by `httparse`
+//! control, and only needs a few fixed request shapes; the response head is parsed by `httparse`
 //! (already in the build through hyper). Bodies framed by `Content-Length`, by chunked encoding
 //! or by connection close are all understood, so it works against Riak's own servers too.
 
@@ -12,7 +12,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{ClientError, Fetched, Namespace};
+use super::{ClientError, DtFetched, DtUpdate, Fetched, MAP_COUNTER, MAP_REGISTER, Namespace};
 use crate::bench::options::PropsSetup;
 
 /// Largest response head accepted.
@@ -141,6 +141,53 @@ impl HttpConn {
         }
     }
 
+    /// `POST .../datatypes/K` with Riak's JSON operation, without `returnbody`.
+    pub async fn dt_update(
+        &mut self,
+        ns: &Namespace,
+        key: &Bytes,
+        update: &DtUpdate,
+    ) -> Result<(), ClientError> {
+        let body = dt_op_json(update).to_string();
+        let headers: [(&str, &[u8]); 1] = [("Content-Type", b"application/json")];
+        let resp = self
+            .send(
+                "POST",
+                &datatype_path(ns, key),
+                &headers,
+                Some(body.as_bytes()),
+            )
+            .await?;
+        expect_success(&resp)
+    }
+
+    pub async fn dt_fetch(
+        &mut self,
+        ns: &Namespace,
+        key: &Bytes,
+    ) -> Result<DtFetched, ClientError> {
+        let resp = self.send("GET", &datatype_path(ns, key), &[], None).await?;
+        match resp.status {
+            200 => dt_fetched(&resp.body),
+            404 => Ok(DtFetched {
+                found: false,
+                len: 0,
+            }),
+            _ => Err(status_error(&resp)),
+        }
+    }
+
+    /// From `GET /types/T/props`.
+    pub async fn type_datatype(&mut self, name: &str) -> Result<Option<String>, ClientError> {
+        let path = format!("/types/{}/props", encode(name.as_bytes()));
+        let resp = self.send("GET", &path, &[], None).await?;
+        expect_success(&resp)?;
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|e| {
+            ClientError::Server(format!("bucket type properties are not JSON: {e}"))
+        })?;
+        Ok(v["props"]["datatype"].as_str().map(str::to_owned))
+    }
+
     pub async fn set_bucket_props(
         &mut self,
         ns: &Namespace,
@@ -162,6 +209,37 @@ fn props_json(props: &PropsSetup) -> serde_json::Map<String, serde_json::Value> 
         .into_iter()
         .filter_map(|(name, v)| v.map(|v| (name.to_owned(), v.into())))
         .collect()
+}
+
+/// Riak's JSON for an update: `{"increment": n}`, `{"add": m}` / `{"add_all": [...]}`, and
+/// for maps `{"update": {"visits_counter": {"increment": 1}, "last_register": "..."}}`.
+/// Members are text in JSON; the bench's own are hex, so the lossy conversion never bites.
+fn dt_op_json(update: &DtUpdate) -> serde_json::Value {
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    match update {
+        DtUpdate::Increment(n) => serde_json::json!({ "increment": n }),
+        DtUpdate::AddMembers(members) => match members.as_slice() {
+            [one] => serde_json::json!({ "add": text(one) }),
+            many => serde_json::json!({ "add_all": many.iter().map(text).collect::<Vec<_>>() }),
+        },
+        DtUpdate::Map { register } => serde_json::json!({ "update": {
+            format!("{MAP_COUNTER}_counter"): { "increment": 1 },
+            format!("{MAP_REGISTER}_register"): text(register),
+        }}),
+    }
+}
+
+/// A fetched value's size: `value` is a set's member list, a map's field object or a counter's
+/// number.
+fn dt_fetched(body: &[u8]) -> Result<DtFetched, ClientError> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ClientError::Server(format!("data type value is not JSON: {e}")))?;
+    let len = match &v["value"] {
+        serde_json::Value::Array(members) => members.len(),
+        serde_json::Value::Object(fields) => fields.len(),
+        _ => 0,
+    };
+    Ok(DtFetched { found: true, len })
 }
 
 fn expect_success(resp: &Response) -> Result<(), ClientError> {
@@ -190,6 +268,10 @@ fn bucket_path(ns: &Namespace) -> String {
 
 fn object_path(ns: &Namespace, key: &[u8]) -> String {
     format!("{}/keys/{}", bucket_path(ns), encode(key))
+}
+
+fn datatype_path(ns: &Namespace, key: &[u8]) -> String {
+    format!("{}/datatypes/{}", bucket_path(ns), encode(key))
 }
 
 /// Percent-encodes a path segment; names are bytes, any that are not UTF-8 are escaped byte
@@ -528,5 +610,64 @@ mod tests {
             serde_json::Value::Object(props_json(&props)),
             serde_json::json!({"n_val": 3, "w": 2})
         );
+    }
+
+    #[test]
+    fn data_type_operations_are_riaks_json() {
+        assert_eq!(
+            dt_op_json(&DtUpdate::Increment(1)),
+            serde_json::json!({"increment": 1})
+        );
+        assert_eq!(
+            dt_op_json(&DtUpdate::AddMembers(vec![Bytes::from_static(b"ab")])),
+            serde_json::json!({"add": "ab"})
+        );
+        assert_eq!(
+            dt_op_json(&DtUpdate::AddMembers(vec![
+                Bytes::from_static(b"a"),
+                Bytes::from_static(b"b")
+            ])),
+            serde_json::json!({"add_all": ["a", "b"]})
+        );
+        assert_eq!(
+            dt_op_json(&DtUpdate::Map {
+                register: Bytes::from_static(b"v")
+            }),
+            serde_json::json!({"update": {
+                "visits_counter": {"increment": 1},
+                "last_register": "v"
+            }})
+        );
+        let typed = Namespace {
+            bucket: Bytes::from_static(b"b"),
+            bucket_type: Some(Bytes::from_static(b"sets")),
+        };
+        assert_eq!(
+            datatype_path(&typed, b"0"),
+            "/types/sets/buckets/b/datatypes/0"
+        );
+    }
+
+    #[test]
+    fn fetched_values_are_measured() {
+        let set = br#"{"type":"set","value":["a","b","c"],"context":"x"}"#;
+        assert_eq!(
+            dt_fetched(set).unwrap(),
+            DtFetched {
+                found: true,
+                len: 3
+            }
+        );
+        let map = br#"{"type":"map","value":{"visits_counter":2,"last_register":"v"}}"#;
+        assert_eq!(dt_fetched(map).unwrap().len, 2);
+        let counter = br#"{"type":"counter","value":7}"#;
+        assert_eq!(
+            dt_fetched(counter).unwrap(),
+            DtFetched {
+                found: true,
+                len: 0
+            }
+        );
+        assert!(!dt_fetched(b"not json").unwrap_err().is_connection());
     }
 }

@@ -1,5 +1,7 @@
 //! The load generator's Riak clients: one connection to one server, over Protocol Buffers
-//! ([`pb`]) or HTTP ([`http`]), exposing exactly the operations a benchmark issues.
+//! ([`pb`]) or HTTP ([`http`]), exposing exactly the operations a benchmark issues: key/value
+//! fetches, stores and deletes, data-type updates and fetches, and the setup requests (bucket
+//! properties, a bucket type's datatype).
 //!
 //! A [`Conn`] connects lazily and reconnects after a connection-level failure, so a worker keeps
 //! going when a server restarts. Failures come in two kinds: the server answered with an error
@@ -30,6 +32,33 @@ pub struct Fetched {
     /// The causal context to write back with, in the protocol's own encoding (raw bytes on PB,
     /// the base64 header text on HTTP).
     pub vclock: Option<Bytes>,
+}
+
+/// A data-type update, in protocol-neutral form. None asks for the new value back: the point of
+/// measuring an update is the update's own cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DtUpdate {
+    /// Add to a counter.
+    Increment(i64),
+    /// Add members to a set (one for `set_add`, a batch for the preload).
+    AddMembers(Vec<Bytes>),
+    /// Increment the map's counter field [`MAP_COUNTER`] by 1 and assign `register` to its
+    /// register field [`MAP_REGISTER`]: two fields of different types in one update.
+    Map { register: Bytes },
+}
+
+/// The counter field `map_update` increments (`visits_counter` in HTTP's JSON).
+pub const MAP_COUNTER: &str = "visits";
+/// The register field `map_update` assigns (`last_register` in HTTP's JSON).
+pub const MAP_REGISTER: &str = "last";
+
+/// What a data-type fetch found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtFetched {
+    /// Whether the key exists.
+    pub found: bool,
+    /// Members of a set, fields of a map; 0 for a counter.
+    pub len: usize,
 }
 
 /// Why an operation failed.
@@ -150,6 +179,43 @@ impl Conn {
         let result = match self.open().await? {
             Open::Pb(c) => c.delete(ns, key).await.map(|()| true),
             Open::Http(c) => c.delete(ns, key).await,
+        };
+        self.settle(result)
+    }
+
+    /// Applies a data-type update.
+    pub async fn dt_update(
+        &mut self,
+        ns: &Namespace,
+        key: &Bytes,
+        update: &DtUpdate,
+    ) -> Result<(), ClientError> {
+        let result = match self.open().await? {
+            Open::Pb(c) => c.dt_update(ns, key, update).await,
+            Open::Http(c) => c.dt_update(ns, key, update).await,
+        };
+        self.settle(result)
+    }
+
+    /// Fetches a data type's whole value.
+    pub async fn dt_fetch(
+        &mut self,
+        ns: &Namespace,
+        key: &Bytes,
+    ) -> Result<DtFetched, ClientError> {
+        let result = match self.open().await? {
+            Open::Pb(c) => c.dt_fetch(ns, key).await,
+            Open::Http(c) => c.dt_fetch(ns, key).await,
+        };
+        self.settle(result)
+    }
+
+    /// The `datatype` property of bucket type `name` (`None` if it has none); an error if the
+    /// server does not know the type.
+    pub async fn type_datatype(&mut self, name: &str) -> Result<Option<String>, ClientError> {
+        let result = match self.open().await? {
+            Open::Pb(c) => c.type_datatype(name).await,
+            Open::Http(c) => c.type_datatype(name).await,
         };
         self.settle(result)
     }
