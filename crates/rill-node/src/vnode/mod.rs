@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::codec;
 use rill_core::crdt::object::UpdateError;
-use rill_core::crdt::{Op, VersionVector};
+use rill_core::crdt::{Op, VersionVector, split};
 use rill_core::merge::{self, MergeOptions, ReplicaMerge};
 use rill_core::object::{Content, Limits, RiakObject};
 use rill_core::props::Datatype;
@@ -369,12 +369,17 @@ impl Vnode {
         fail::fail_point!("vnode-coordinate-put", |_| Err(injected(
             "vnode-coordinate-put"
         )));
+        let local = self.read(&lock.skey)?;
+        // Sets past the size where splitting pays are updated in the split layout (and split
+        // by this update if stored whole); the update of a smaller one rewrites it whole.
         if let Op::Set(op) = write.op
             && write.datatype == Datatype::Set
+            && local
+                .as_deref()
+                .is_some_and(|o| sets::is_split(o) || split::worth_splitting(o))
         {
             return self.stage_set_update(lock, op, write.context, rules.now_us);
         }
-        let local = self.read(&lock.skey)?;
         let (obj, _) = rill_core::crdt::object::coordinate(
             local.as_deref(),
             write.datatype,

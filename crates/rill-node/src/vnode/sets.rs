@@ -168,8 +168,9 @@ impl Vnode {
         Ok(touched)
     }
 
-    /// The coordinating replica's set update: apply `op` to the head and the named members'
-    /// records, as a new event of this vnode's actor.
+    /// The coordinating replica's update of a set stored split, or stored whole and past
+    /// [`split::SPLIT_ABOVE_BYTES`] (which this update splits): apply `op` to the head and the
+    /// named members' records, as a new event of this vnode's actor.
     pub(super) fn stage_set_update(
         &self,
         lock: &KeyLock<'_>,
@@ -211,7 +212,8 @@ impl Vnode {
         self.check_not_moved()?;
         let local = self.read(&lock.skey)?;
         let (mut head, legacy) = split::stored_head(local.as_deref()).map_err(corrupt)?;
-        let mut touched = self.touched(&lock.skey, legacy.as_ref(), update.delta.members())?;
+        let needed = split::needed(&head, &update.delta);
+        let mut touched = self.touched(&lock.skey, legacy.as_ref(), needed.iter())?;
         let (outcome, obj) = split::apply_object(
             local.as_deref(),
             &mut head,
@@ -221,7 +223,7 @@ impl Vnode {
         );
         match (outcome, obj) {
             (DeltaOutcome::Applied, Some(obj)) => self
-                .stage_split(&lock.skey, obj, legacy, &touched, update.delta.members())
+                .stage_split(&lock.skey, obj, legacy, &touched, needed.iter())
                 .map(Some),
             (DeltaOutcome::Seen, _) => Ok(Some(Staged::unchanged(
                 local.unwrap_or_else(|| Arc::new(update.head.clone())),
@@ -251,7 +253,8 @@ impl Vnode {
         let before = self.read_whole(&lock.skey)?.object;
         let (mut head, all) = split::stored_head(before.as_deref()).map_err(corrupt)?;
         let all = all.unwrap_or_default();
-        let mut touched = self.touched(&lock.skey, Some(&all), update.delta.members())?;
+        let needed = split::needed(&head, &update.delta);
+        let mut touched = self.touched(&lock.skey, Some(&all), needed.iter())?;
         let (_, head_obj) = split::apply_object(
             before.as_deref(),
             &mut head,
@@ -262,8 +265,9 @@ impl Vnode {
         let head_obj =
             head_obj.ok_or_else(|| corrupt("the coordinator cannot apply its own update"))?;
         let mut members = all;
-        for m in update.delta.members() {
-            members.set(m.clone(), touched.remove(m));
+        for m in needed {
+            let dots = touched.remove(&m);
+            members.set(m, dots);
         }
         split::assemble_object(&head_obj, members).map_err(corrupt)
     }
@@ -297,8 +301,9 @@ impl Vnode {
     }
 
     /// Stages a whole object merged or coordinated for `skey`, whose stored form was `local`:
-    /// a set is split (and only its changed records written), anything else stored whole (and
-    /// a split set it replaces, a delete's tombstone say, loses its records).
+    /// a set already split here, or past [`split::SPLIT_ABOVE_BYTES`], is split (and only its
+    /// changed records written); anything else is stored whole (and a split set it replaces, a
+    /// delete's tombstone say, loses its records).
     pub(super) fn stage_object(
         &self,
         skey: &[u8],
@@ -307,7 +312,9 @@ impl Vnode {
         dt: Option<Datatype>,
     ) -> NodeResult<Staged> {
         let split_form = match dt {
-            Some(Datatype::Set) => split::split_object(&obj),
+            Some(Datatype::Set) if local.records.is_some() || split::worth_splitting(&obj) => {
+                split::split_object(&obj)
+            }
             _ => None,
         };
         let empty = Elements::default();
