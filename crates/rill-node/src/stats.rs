@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use rill_core::crdt::Crdt;
 use rill_core::props::Datatype;
 use serde_json::{Map, Value};
 
@@ -180,11 +179,11 @@ impl Stats {
     }
 
     /// A data-type fetch that took `elapsed` and found `state`.
-    pub fn datatype_fetched(&self, dt: Datatype, elapsed: Duration, state: Option<&Crdt>) {
+    pub fn datatype_fetched(&self, dt: Datatype, elapsed: Duration, actors: Option<usize>) {
         let s = self.of(dt);
         s.fetch_time.record(elapsed);
-        if let Some(state) = state {
-            s.actors.record_value(state.actor_count() as u64);
+        if let Some(actors) = actors {
+            s.actors.record_value(actors as u64);
         }
     }
 

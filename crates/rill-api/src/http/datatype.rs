@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use rill_core::bkey::BKey;
 use rill_core::crdt::{
-    Context, Crdt, DtValue, FieldKey, FieldKind, FieldOp, FieldView, MapOp, Op, SetOp,
+    Context, DtValue, Fetched, FieldKey, FieldKind, FieldOp, FieldView, MapOp, Op, SetOp,
 };
 use rill_core::props::Datatype;
 use rill_node::request::{DtFetchOptions, DtUpdateOptions, DtUpdateRequest};
@@ -375,7 +375,7 @@ fn text(b: &Bytes) -> Value {
 }
 
 /// Riak's JSON for a state: type, value, and (sets and maps) the context.
-fn value_json(state: &Crdt, include_context: bool) -> Value {
+fn value_json(state: &Fetched, include_context: bool) -> Value {
     let value = match state.value() {
         DtValue::Counter(n) => json!(n),
         DtValue::Set(m) | DtValue::Gset(m) => Value::Array(m.iter().map(text).collect()),

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rill_core::crdt::{
-    Context, Crdt, DtValue, FieldKey, FieldKind, FieldOp, FieldView, MapOp, Op, SetOp,
+    Context, DtValue, Fetched, FieldKey, FieldKind, FieldOp, FieldView, MapOp, Op, SetOp,
 };
 use rill_core::props::Datatype;
 use rill_node::error::NodeError;
@@ -104,7 +104,7 @@ pub(crate) fn data_type(dt: Datatype) -> DataType {
     }
 }
 
-pub(crate) fn value_to_pb(state: &Crdt) -> PbValue {
+pub(crate) fn value_to_pb(state: &Fetched) -> PbValue {
     let mut v = PbValue::default();
     match state.value() {
         DtValue::Counter(n) => v.counter_value = Some(n),
@@ -117,7 +117,7 @@ pub(crate) fn value_to_pb(state: &Crdt) -> PbValue {
 }
 
 /// The context to hand back, when the type has one and the client wants it.
-pub(crate) fn context_to_pb(state: &Crdt, include: bool) -> Option<Bytes> {
+pub(crate) fn context_to_pb(state: &Fetched, include: bool) -> Option<Bytes> {
     include
         .then(|| state.context())
         .flatten()
@@ -126,7 +126,7 @@ pub(crate) fn context_to_pb(state: &Crdt, include: bool) -> Option<Bytes> {
 
 pub(crate) fn update_resp(
     key: Option<Bytes>,
-    state: Option<&Crdt>,
+    state: Option<&Fetched>,
     include_ctx: bool,
 ) -> DtUpdateResp {
     let mut resp = DtUpdateResp {

@@ -174,6 +174,45 @@ pub fn decode(raw: &Bytes) -> Result<Crdt> {
     }
 }
 
+/// A set state's clock and members, read from its encoding without building the state (the
+/// dots are checked and skipped). Refuses what [`decode`] refuses of a set.
+pub(crate) fn set_view(raw: &Bytes) -> Result<(VersionVector, Vec<Bytes>)> {
+    let mut r = Reader::new(raw);
+    if r.byte() != Some(FORMAT_V1) {
+        return Err(DecodeError("unknown format version"));
+    }
+    if r.byte() != Some(TAG_SET) {
+        return Err(DecodeError("state of another data type"));
+    }
+    let src = Src { base: raw };
+    let clock = read_vv(&mut r)?;
+    let actors = clock.len() as u64;
+    let n = varint(&mut r)?;
+    let mut members = Vec::with_capacity(r.capacity_for(n, 2));
+    for _ in 0..n {
+        members.push(src.bytes(&mut r)?);
+        let dots = varint(&mut r)?;
+        if dots == 0 {
+            return Err(DecodeError("set member without dots"));
+        }
+        for _ in 0..dots {
+            match varint(&mut r)? {
+                0 => drop(r.take(8).ok_or(TRUNCATED)?),
+                i if i > actors => return Err(DecodeError("dot actor index")),
+                _ => {}
+            }
+            if varint(&mut r)? == 0 {
+                return Err(DecodeError("dot counter 0"));
+            }
+        }
+    }
+    read_deferred(&mut r, |r| src.bytes(r))?;
+    match r.remaining() {
+        0 => Ok((clock, members)),
+        _ => Err(DecodeError("trailing bytes")),
+    }
+}
+
 pub(crate) fn put_vv(out: &mut Vec<u8>, vv: &VersionVector) {
     put_varint(out, vv.len() as u64);
     for (a, c) in vv.iter() {

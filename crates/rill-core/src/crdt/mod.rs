@@ -218,6 +218,48 @@ impl Crdt {
     }
 }
 
+/// A data type as a fetch (or an update's return body) reports it: the value, the context and
+/// how many actors updated it. A set's is read straight from its encoding, without building
+/// the state ([`object::fetched`]): most of a big set's fetch was building a map of every
+/// member and its dots only to list the members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    datatype: Datatype,
+    value: DtValue,
+    context: Option<Context>,
+    actors: usize,
+}
+
+impl Fetched {
+    pub fn datatype(&self) -> Datatype {
+        self.datatype
+    }
+
+    pub fn value(&self) -> DtValue {
+        self.value.clone()
+    }
+
+    pub fn context(&self) -> Option<Context> {
+        self.context.clone()
+    }
+
+    /// See [`Crdt::actor_count`].
+    pub fn actor_count(&self) -> usize {
+        self.actors
+    }
+}
+
+impl From<&Crdt> for Fetched {
+    fn from(state: &Crdt) -> Fetched {
+        Fetched {
+            datatype: state.datatype(),
+            value: state.value(),
+            context: state.context(),
+            actors: state.actor_count(),
+        }
+    }
+}
+
 /// The opaque causal context handed to clients: the events the state they read had seen.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Context(pub VersionVector);

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 
 use crate::crdt::encoding::{self, DecodeError};
-use crate::crdt::{Crdt, DtError, Op, VersionVector, hll};
+use crate::crdt::{Context, Crdt, DtError, DtValue, Fetched, Op, VersionVector, hll};
 use crate::merge::vtag_for;
 use crate::object::{Content, Metadata, RiakObject};
 use crate::props::Datatype;
@@ -68,6 +68,24 @@ pub fn state_of(
         ));
     }
     Ok(state)
+}
+
+/// What a fetch reports of an object (see [`state_of`]); a set holding one state is read
+/// without building it.
+pub fn fetched(obj: &RiakObject, dt: Datatype) -> Result<Option<Fetched>, DecodeError> {
+    let mut live = obj.contents.iter().filter(|c| !c.is_tombstone());
+    if dt == Datatype::Set
+        && let (Some(c), None) = (live.next(), live.next())
+    {
+        let (clock, members) = encoding::set_view(&c.value)?;
+        return Ok(Some(Fetched {
+            datatype: dt,
+            value: DtValue::Set(members),
+            actors: clock.len(),
+            context: Some(Context(clock)),
+        }));
+    }
+    Ok(state_of(obj, dt, false)?.as_ref().map(Fetched::from))
 }
 
 /// The coordinating replica's part of an update: apply `op` to what the replica holds

@@ -501,9 +501,25 @@ proptest! {
         }
     }
 
+    /// A fetch reads a set's members and context without building it, and reports what the
+    /// state would; it refuses every truncation the decoder refuses.
+    #[test]
+    fn a_set_fetch_reports_what_its_state_holds(steps in arb_steps(), cut in any::<prop::sample::Index>()) {
+        for r in run(Datatype::Set, &steps) {
+            let (obj, _) = object::coordinate(None, Datatype::Set, &set_op(&["x"], &[]), None, actor(9), NOW, 14).unwrap();
+            let mut obj = obj;
+            obj.contents[0].value = Bytes::from(encoding::encode(&r.state));
+            prop_assert_eq!(object::fetched(&obj, Datatype::Set).unwrap(), Some(Fetched::from(&r.state)));
+            let raw = encoding::encode(&r.state);
+            let cut = Bytes::copy_from_slice(&raw[..cut.index(raw.len())]);
+            prop_assert!(encoding::set_view(&cut).is_err());
+        }
+    }
+
     #[test]
     fn decoding_garbage_never_panics(raw in prop::collection::vec(any::<u8>(), 0..64)) {
-        let _ = encoding::decode(&Bytes::from(raw));
+        let _ = encoding::decode(&Bytes::from(raw.clone()));
+        let _ = encoding::set_view(&Bytes::from(raw));
     }
 
     #[test]

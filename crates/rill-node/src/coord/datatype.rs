@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use rill_core::bkey::BKey;
-use rill_core::crdt::object::state_of;
+use rill_core::crdt::object::{fetched, state_of};
 use rill_core::crdt::split::{self, SetHead};
-use rill_core::crdt::{Crdt, DtValue, Op, encoding};
+use rill_core::crdt::{Crdt, DtValue, Fetched, Op, encoding};
 use rill_core::fsm::put::PutParams;
 use rill_core::props::{BucketProps, DEFAULT_HLL_PRECISION, Datatype, QuorumParam};
 
@@ -33,7 +33,7 @@ impl Node {
         &self,
         bkey: &BKey,
         opts: &DtFetchOptions,
-    ) -> NodeResult<(Datatype, Option<Crdt>)> {
+    ) -> NodeResult<(Datatype, Option<Fetched>)> {
         let props = self.inner.metadata.bucket_props(&bkey.bucket)?;
         let dt = datatype_of(&props, "")?;
         let state = self.fetch_as(dt, bkey, opts).await?;
@@ -49,7 +49,7 @@ impl Node {
         let props = self.inner.metadata.bucket_props(&bkey.bucket)?;
         legacy_counter_bucket(&props)?;
         let state = self.fetch_as(Datatype::Counter, bkey, opts).await?;
-        Ok(state.map(|s| counter_value(&s)))
+        Ok(state.map(|s| counter_value(s.value())))
     }
 
     /// Adds `amount` to a legacy counter; returns the new value when `return_body` asked.
@@ -69,7 +69,7 @@ impl Node {
         let state = self
             .update_as(Datatype::Counter, &props, &req, opts, 0)
             .await?;
-        Ok(state.map(|s| counter_value(&s)))
+        Ok(state.map(|s| counter_value(s.value())))
     }
 
     async fn fetch_as(
@@ -77,7 +77,7 @@ impl Node {
         dt: Datatype,
         bkey: &BKey,
         opts: &DtFetchOptions,
-    ) -> NodeResult<Option<Crdt>> {
+    ) -> NodeResult<Option<Fetched>> {
         let get = GetOptions {
             r: opts.r,
             pr: opts.pr,
@@ -90,13 +90,15 @@ impl Node {
         let started = Instant::now();
         let state = match self.get(bkey, &get).await? {
             GetResponse::Found(obj) => {
-                state_of(&obj, dt, false).map_err(|e| NodeError::Corrupt(e.to_string()))?
+                fetched(&obj, dt).map_err(|e| NodeError::Corrupt(e.to_string()))?
             }
             GetResponse::NotFound { .. } | GetResponse::Unchanged => None,
         };
-        self.inner
-            .stats
-            .datatype_fetched(dt, started.elapsed(), state.as_ref());
+        self.inner.stats.datatype_fetched(
+            dt,
+            started.elapsed(),
+            state.as_ref().map(Fetched::actor_count),
+        );
         Ok(state)
     }
 
@@ -105,10 +107,11 @@ impl Node {
         &self,
         req: &DtUpdateRequest,
         opts: &DtUpdateOptions,
-    ) -> NodeResult<Option<Crdt>> {
+    ) -> NodeResult<Option<Fetched>> {
         let props = self.inner.metadata.bucket_props(&req.bkey.bucket)?;
         let dt = datatype_of(&props, "Bucket datatype ")?;
-        self.update_as(dt, &props, req, opts, 0).await
+        let state = self.update_as(dt, &props, req, opts, 0).await?;
+        Ok(state.as_ref().map(Fetched::from))
     }
 
     /// An update another node passed here to coordinate (it holds no replica of the key).
@@ -256,8 +259,8 @@ fn legacy_counter_bucket(props: &BucketProps) -> NodeResult<()> {
     }
 }
 
-fn counter_value(state: &Crdt) -> i64 {
-    match state.value() {
+fn counter_value(value: DtValue) -> i64 {
+    match value {
         DtValue::Counter(n) => n,
         _ => 0,
     }

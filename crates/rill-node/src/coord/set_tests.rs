@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rill_core::bkey::{BKey, Bucket};
 use rill_core::codec;
-use rill_core::crdt::object::{coordinate, state_of};
+use rill_core::crdt::object::{coordinate, fetched};
 use rill_core::crdt::split;
-use rill_core::crdt::{Context, Crdt, DtValue, Op, SetOp};
+use rill_core::crdt::{Context, DtValue, Fetched, Op, SetOp};
 use rill_core::props::Datatype;
 use rill_core::vclock::Actor;
 use serde_json::json;
@@ -76,15 +76,15 @@ async fn update(
         .expect("update");
 }
 
-async fn fetch(node: &Node, k: &BKey) -> Option<Crdt> {
+async fn fetch(node: &Node, k: &BKey) -> Option<Fetched> {
     node.dt_fetch(k, &DtFetchOptions::default())
         .await
         .expect("fetch")
         .1
 }
 
-fn value(state: &Option<Crdt>) -> Vec<Bytes> {
-    match state.as_ref().map(Crdt::value) {
+fn value(state: &Option<Fetched>) -> Vec<Bytes> {
+    match state.as_ref().map(Fetched::value) {
         Some(DtValue::Set(v)) => v,
         None => Vec::new(),
         other => panic!("not a set: {other:?}"),
@@ -106,7 +106,7 @@ fn records(v: &Vnode) -> Vec<(Bytes, Bytes)> {
 /// What a replica holds of `k`, made whole.
 fn replica_set(v: &Vnode, k: &BKey) -> Vec<Bytes> {
     let obj = v.get(k).unwrap().expect("stored");
-    value(&state_of(&obj, Datatype::Set, false).unwrap())
+    value(&fetched(&obj, Datatype::Set).unwrap())
 }
 
 fn is_split(v: &Vnode, k: &BKey) -> bool {
@@ -125,7 +125,7 @@ async fn every_replica_stores_a_head_and_one_record_per_member() {
     let state = fetch(&node, &k).await;
     assert_eq!(value(&state), all);
     // A remove with the fetched context, and an add of one already present.
-    let ctx = state.as_ref().and_then(Crdt::context);
+    let ctx = state.as_ref().and_then(Fetched::context);
     update(&node, &k, vec![all[7].clone()], vec![all[3].clone()], ctx).await;
     let expected: Vec<Bytes> = all.iter().filter(|m| **m != all[3]).cloned().collect();
     let gone = all[3].clone();
@@ -241,7 +241,7 @@ async fn small_sets_are_stored_whole_and_split_when_they_grow() {
         assert_eq!(replica_set(&v, &k), all);
     }
     // Once split, a set stays split even when it shrinks.
-    let ctx = fetch(&node, &k).await.as_ref().and_then(Crdt::context);
+    let ctx = fetch(&node, &k).await.as_ref().and_then(Fetched::context);
     update(&node, &k, vec![], more, ctx).await;
     for v in replicas(&node, &k) {
         assert!(is_split(&v, &k));
@@ -300,5 +300,5 @@ async fn handoff_sends_split_sets_whole() {
     assert_eq!(sent.len(), 1);
     let obj = codec::decode(&sent[0].1).unwrap();
     assert!(split::head_content(&obj).is_none(), "the whole set is sent");
-    assert_eq!(value(&state_of(&obj, Datatype::Set, false).unwrap()), base);
+    assert_eq!(value(&fetched(&obj, Datatype::Set).unwrap()), base);
 }
