@@ -1,5 +1,6 @@
-//! Sets at a vnode, in the split layout of `rill_core::crdt::split`: the set's head is the
-//! object stored under its key (so caching, dirty marks, listing and reaping see one object as
+//! Sets at a vnode, in the split layout of `rill_core::crdt::split` (sets past
+//! `split::SPLIT_ABOVE_BYTES`; smaller ones are stored whole like any data type): the set's head
+//! is the object stored under its key (so caching, dirty marks, listing and reaping see one object as
 //! for any key), and each member's dots are a record of its own beside it.
 //!
 //! Records live under `[RESERVED_PREFIX, b'M']`, then the set's storage key's length (two
