@@ -148,3 +148,93 @@ async fn joins_that_cannot_work_are_refused_clearly() {
         "{member}"
     );
 }
+
+/// A big set (stored split) updated through both nodes: the replicas on the other node apply
+/// the updates' deltas, a replica cut off by a partition is sent the whole set by the first
+/// update after the heal, and both nodes read the same members from every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_set_is_updated_through_both_nodes_and_heals_after_a_partition() {
+    use rill_core::crdt::{DtValue, Fetched, Op, SetOp};
+    use rill_node::request::{DtFetchOptions, DtUpdateOptions, DtUpdateRequest};
+
+    let net = MemNet::new(7);
+    let a = node(&net, 1).await;
+    let b = node(&net, 2).await;
+    b.join(SocketAddr::new(ip(1), 8099)).await.unwrap();
+    eventually("a hears of the join", || {
+        a.cluster_state().active_members().count() == 2
+    })
+    .await;
+    a.plan().await.unwrap();
+    a.commit_plan().await.unwrap();
+    eventually("every transfer finishes", || {
+        a.cluster_state().pending().is_empty() && b.cluster_state().pending().is_empty()
+    })
+    .await;
+    a.metadata()
+        .create_type("sets", &serde_json::json!({"datatype": "set"}))
+        .unwrap();
+    a.metadata().activate_type("sets").unwrap();
+    eventually("b has the type", || {
+        b.metadata().check_type_active("sets").is_ok()
+    })
+    .await;
+
+    let k = BKey::new(Bucket::new("sets", "b").unwrap(), "big".to_string()).unwrap();
+    let update = |node: &Node, adds: Vec<String>, w: Option<Quorum>| {
+        let req = DtUpdateRequest {
+            bkey: k.clone(),
+            op: Op::Set(SetOp {
+                adds: adds.into_iter().map(Bytes::from).collect(),
+                removes: vec![],
+            }),
+            context: None,
+        };
+        let opts = DtUpdateOptions {
+            w,
+            ..DtUpdateOptions::default()
+        };
+        let node = node.clone();
+        async move { node.dt_update(&req, &opts).await.unwrap() }
+    };
+    let members = |state: Option<Fetched>| match state.map(|s| s.value()) {
+        Some(DtValue::Set(m)) => m.len(),
+        other => panic!("{other:?}"),
+    };
+    let all = DtFetchOptions {
+        r: Some(Quorum::All),
+        ..DtFetchOptions::default()
+    };
+
+    // Big enough to be stored split (past 8 KiB) from its second update on.
+    let many = |p: &str| (0..600).map(|i| format!("{p}{i:015}")).collect::<Vec<_>>();
+    update(&a, many("a"), None).await;
+    update(&b, vec!["through-b".into()], None).await;
+    update(&a, many("c"), None).await;
+    update(&b, vec!["again-b".into()], None).await;
+    for node in [&a, &b] {
+        assert_eq!(members(node.dt_fetch(&k, &all).await.unwrap().1), 1202);
+    }
+
+    // While the nodes cannot reach each other, a takes two updates on its side alone.
+    net.partition(ip(1), ip(2));
+    let nb = NodeName::from("n2@10.0.0.2");
+    eventually("a sees b unreachable", || !a.is_up(&nb)).await;
+    update(&a, vec!["during-1".into()], Some(Quorum::One)).await;
+    update(&a, vec!["during-2".into()], Some(Quorum::One)).await;
+    net.heal(ip(1), ip(2));
+    eventually("a sees b again", || a.is_up(&nb)).await;
+
+    // The next update finds b's replicas behind and sends them the whole set: every replica
+    // is then in step, and reading all of them repairs nothing.
+    update(&a, vec!["after".into()], None).await;
+    // (The write to b finishes in the background once a's own replicas made the quorum.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let repairs = || a.stats().read_repairs.get() + b.stats().read_repairs.get();
+    let before = repairs();
+    for node in [&a, &b] {
+        assert_eq!(members(node.dt_fetch(&k, &all).await.unwrap().1), 1205);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(repairs(), before, "no replica was left behind");
+}
