@@ -355,6 +355,7 @@ mod tests {
     #[test]
     fn increment_returns_the_new_event_and_keeps_actors_sorted() {
         let mut c = VClock::new();
+        assert!(c.is_empty());
         assert_eq!(
             c.increment(actor(2), 5),
             Dot {
@@ -378,6 +379,7 @@ mod tests {
         );
         let actors: Vec<_> = c.entries().iter().map(|e| e.actor).collect();
         assert_eq!(actors, vec![actor(1), actor(2)]);
+        assert!(!c.is_empty());
         assert_eq!(c.get(actor(2)), 2);
         assert_eq!(c.entries()[1].timestamp, 7);
         assert_eq!(c.get(actor(3)), 0);
