@@ -473,6 +473,31 @@ mod tests {
     }
 
     #[test]
+    fn prune_limits_are_strict_where_riaks_are() {
+        let limits = PruneLimits {
+            small: 3,
+            big: 5,
+            young_secs: 20,
+            old_secs: 1000,
+        };
+        let now = 1_000_000;
+        // An oldest entry exactly `young_secs` old is no longer young (Riak: age < young).
+        let mut c = aged(8, now, |_| 20);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 5);
+        let mut c = aged(8, now, |_| 19);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 8);
+        // Exactly `old_secs` old is not yet old (Riak: age > old).
+        let mut c = aged(5, now, |_| 1000);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 5);
+        let mut c = aged(5, now, |_| 1001);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
     fn riak_default_prune_limits() {
         let d = PruneLimits::default();
         assert_eq!(
