@@ -355,6 +355,7 @@ mod tests {
     #[test]
     fn increment_returns_the_new_event_and_keeps_actors_sorted() {
         let mut c = VClock::new();
+        assert!(c.is_empty());
         assert_eq!(
             c.increment(actor(2), 5),
             Dot {
@@ -378,6 +379,7 @@ mod tests {
         );
         let actors: Vec<_> = c.entries().iter().map(|e| e.actor).collect();
         assert_eq!(actors, vec![actor(1), actor(2)]);
+        assert!(!c.is_empty());
         assert_eq!(c.get(actor(2)), 2);
         assert_eq!(c.entries()[1].timestamp, 7);
         assert_eq!(c.get(actor(3)), 0);
@@ -468,6 +470,31 @@ mod tests {
         c.prune(now, &limits);
         assert_eq!(c.len(), 4);
         assert_eq!(c.get(Actor(0u64.to_be_bytes())), 0);
+    }
+
+    #[test]
+    fn prune_limits_are_strict_where_riaks_are() {
+        let limits = PruneLimits {
+            small: 3,
+            big: 5,
+            young_secs: 20,
+            old_secs: 1000,
+        };
+        let now = 1_000_000;
+        // An oldest entry exactly `young_secs` old is no longer young (Riak: age < young).
+        let mut c = aged(8, now, |_| 20);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 5);
+        let mut c = aged(8, now, |_| 19);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 8);
+        // Exactly `old_secs` old is not yet old (Riak: age > old).
+        let mut c = aged(5, now, |_| 1000);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 5);
+        let mut c = aged(5, now, |_| 1001);
+        c.prune(now, &limits);
+        assert_eq!(c.len(), 3);
     }
 
     #[test]

@@ -543,7 +543,8 @@ mod tests {
     #[test]
     fn pr_counts_only_primaries() {
         let targets = vec![Target::primary(0), Target::primary(1), Target::fallback(2)];
-        let mut f = Fsm::new(params(3, 1, 2), targets).unwrap();
+        let mut f = Fsm::new(params(3, 1, 2), targets.clone()).unwrap();
+        assert_eq!((f.params(), f.targets()), (&params(3, 1, 2), &targets[..]));
         assert_eq!(f.add_reply(2, Found(1)), Step::Waiting);
         assert_eq!(f.add_reply(0, Found(1)), Step::Waiting);
         assert_eq!(f.add_reply(1, NotFound), Step::Done(GetOutcome::Found));

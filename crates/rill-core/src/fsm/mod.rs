@@ -95,3 +95,16 @@ fn effective_n(n: u32, targets: usize) -> u32 {
 fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_settling_step_has_an_outcome() {
+        assert_eq!(Step::Done(7).done(), Some(7));
+        assert_eq!(Step::<u32>::Waiting.done(), None);
+        assert_eq!(Step::<u32>::Late.done(), None);
+        assert_eq!(Step::<u32>::Ignored.done(), None);
+    }
+}

@@ -467,6 +467,8 @@ mod tests {
         assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
         assert_eq!(f.add_reply(1, Dw(Some(9))), Step::Done(Ok(())));
         assert_eq!(f.stored_objects().collect::<Vec<_>>(), vec![(1, &9)]);
+        // Vnode 2 has not answered yet.
+        assert!(!f.all_replied());
     }
 
     #[test]
@@ -596,6 +598,49 @@ mod tests {
             assert_eq!(f.add_reply(i, reply), Step::Waiting);
         }
         // The third receipt completes W=3 (DW=1 was met by vnode 0).
+        assert_eq!(f.add_reply(2, W), Step::Done(Ok(())));
+        // A vnode that received the write and has not finished counts once, not also as one
+        // that may still receive it: 1 received + 1 that may = 2 < W=3.
+        let mut f = fsm(params(3, 3, 1, 0));
+        assert_eq!(f.add_reply(0, W), Step::Waiting);
+        let err = PutError::WValUnsatisfied {
+            w: 3,
+            got_w: 1,
+            dw: 1,
+            got_dw: 0,
+        };
+        assert_eq!(
+            f.add_reply(1, Fail("overload".into())),
+            Step::Done(Err(err))
+        );
+    }
+
+    #[test]
+    fn a_w_shortfall_is_blamed_on_w_even_when_pw_is_at_least_dw() {
+        // PW=1 is met by vnode 0's durable write; only W=3 is out of reach.
+        let mut f = fsm(params(3, 3, 1, 1));
+        assert_eq!(f.add_reply(0, Dw(None)), Step::Waiting);
+        let err = PutError::WValUnsatisfied {
+            w: 3,
+            got_w: 1,
+            dw: 1,
+            got_dw: 1,
+        };
+        assert_eq!(
+            f.add_reply(1, Fail("overload".into())),
+            Step::Done(Err(err))
+        );
+    }
+
+    #[test]
+    fn a_reply_from_a_vnode_not_asked_does_not_end_the_wait_for_one_that_was() {
+        // Three answers (one of them from vnode 7, not asked, which counts as a primary and
+        // meets DW=1 and PW=1) are as many as n_val, but vnode 2 has not answered and can still
+        // make W=2.
+        let mut f = fsm(params(3, 2, 1, 1));
+        assert_eq!(f.add_reply(7, Dw(None)), Step::Waiting);
+        assert_eq!(f.add_reply(0, Fail("overload".into())), Step::Waiting);
+        assert_eq!(f.add_reply(1, Fail("overload".into())), Step::Waiting);
         assert_eq!(f.add_reply(2, W), Step::Done(Ok(())));
     }
 
