@@ -505,28 +505,18 @@ async fn preload(
             (w, stats)
         });
     }
-    let mut ticker = tokio::time::interval_at((started + TICK).into(), TICK);
+    let line = |now: u64, per_sec: u64| {
+        format!(
+            "preload {now}/{} keys ({:.0}%), {per_sec} keys/s",
+            config.keys,
+            now as f64 * 100.0 / config.keys as f64,
+        )
+    };
     let mut back = Vec::new();
     let mut stats = OpStats::default();
-    let mut last = 0;
-    while !tasks.is_empty() {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let now = done.load(Ordering::Relaxed);
-                progress(&format!(
-                    "preload {now}/{} keys ({:.0}%), {} keys/s",
-                    config.keys,
-                    now as f64 * 100.0 / config.keys as f64,
-                    now - last
-                ));
-                last = now;
-            }
-            Some(joined) = tasks.join_next() => {
-                let (w, s) = joined.context("preload worker failed")?;
-                stats.merge(&s);
-                back.push(w);
-            }
-        }
+    for (w, s) in join_with_progress(tasks, started, &done, line, "preload").await? {
+        stats.merge(&s);
+        back.push(w);
     }
     let elapsed = started.elapsed();
     progress(&format!(
@@ -577,31 +567,21 @@ async fn preload_sets(
             (w, updates, found, failed)
         });
     }
-    let mut ticker = tokio::time::interval_at((started + TICK).into(), TICK);
+    let line = |now: u64, per_sec: u64| {
+        format!(
+            "preload sets {now}/{goal} members ({:.0}%), {per_sec} members/s",
+            now as f64 * 100.0 / goal.max(1) as f64,
+        )
+    };
     let mut back = Vec::new();
     let mut updates = OpStats::default();
     let mut found = Vec::new();
     let mut failure = None;
-    let mut last = 0;
-    while !tasks.is_empty() {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let now = done.load(Ordering::Relaxed);
-                progress(&format!(
-                    "preload sets {now}/{goal} members ({:.0}%), {} members/s",
-                    now as f64 * 100.0 / goal.max(1) as f64,
-                    now - last
-                ));
-                last = now;
-            }
-            Some(joined) = tasks.join_next() => {
-                let (w, u, f, failed) = joined.context("set preload worker failed")?;
-                updates.merge(&u);
-                found.extend(f);
-                failure = failure.or(failed);
-                back.push(w);
-            }
-        }
+    for (w, u, f, failed) in join_with_progress(tasks, started, &done, line, "set preload").await? {
+        updates.merge(&u);
+        found.extend(f);
+        failure = failure.or(failed);
+        back.push(w);
     }
     if let Some(e) = failure {
         progress_done();
@@ -626,6 +606,33 @@ async fn preload_sets(
     ));
     progress_done();
     Ok((back, result))
+}
+
+/// Waits for every preload task, printing a progress line (`line(done, per second)`) each
+/// second; returns what the tasks returned.
+async fn join_with_progress<T: 'static>(
+    mut tasks: JoinSet<T>,
+    started: Instant,
+    done: &AtomicU64,
+    line: impl Fn(u64, u64) -> String,
+    what: &str,
+) -> anyhow::Result<Vec<T>> {
+    let mut ticker = tokio::time::interval_at((started + TICK).into(), TICK);
+    let mut results = Vec::new();
+    let mut last = 0;
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = done.load(Ordering::Relaxed);
+                progress(&line(now, now - last));
+                last = now;
+            }
+            Some(joined) = tasks.join_next() => {
+                results.push(joined.with_context(|| format!("{what} worker failed"))?);
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// First progress tick: on the grid of whole seconds from the end of the warmup, within the
