@@ -50,14 +50,6 @@ pub struct SetHead {
 }
 
 impl SetHead {
-    /// The head of an empty set that has seen `clock` (a deleted key's history).
-    pub fn seeded(clock: VersionVector) -> SetHead {
-        SetHead {
-            clock,
-            ..SetHead::default()
-        }
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.clock.len() * 10);
         out.push(FORMAT_SPLIT);
