@@ -881,6 +881,17 @@ mod tests {
     }
 
     #[test]
+    fn member_records_without_dots_or_with_trailing_bytes_are_refused() {
+        let dots = DotSet::single(dot(1, 3));
+        let mut raw = encode_dots(&dots);
+        assert_eq!(decode_dots(&raw).unwrap(), dots);
+        raw.push(0);
+        assert!(decode_dots(&raw).is_err(), "trailing byte");
+        assert!(decode_dots(&[0]).is_err(), "no dots");
+        assert!(decode_dots(&[]).is_err(), "empty");
+    }
+
+    #[test]
     fn diff_names_changed_and_gone_members_in_order() {
         let one = DotSet::single(dot(1, 1));
         let two = DotSet::single(dot(1, 2));
