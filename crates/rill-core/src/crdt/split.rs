@@ -881,6 +881,41 @@ mod tests {
     }
 
     #[test]
+    fn only_single_whole_states_past_the_threshold_are_worth_splitting() {
+        let obj = |values: &[Vec<u8>]| {
+            let mut o = RiakObject::new(
+                Default::default(),
+                typed_content(Datatype::Set, dot(1, 1), NOW, Bytes::new()),
+            );
+            o.contents = values
+                .iter()
+                .map(|v| typed_content(Datatype::Set, dot(1, 1), NOW, Bytes::from(v.clone())))
+                .collect();
+            o
+        };
+        let whole = |len: usize| {
+            let mut v = vec![0u8; len];
+            v[0] = encoding::FORMAT_V1;
+            v
+        };
+        assert!(!worth_splitting(&obj(&[whole(SPLIT_ABOVE_BYTES)])));
+        assert!(worth_splitting(&obj(&[whole(SPLIT_ABOVE_BYTES + 1)])));
+        assert!(!worth_splitting(&obj(&[whole(100)])));
+        let mut head = whole(SPLIT_ABOVE_BYTES + 1);
+        head[0] = FORMAT_SPLIT;
+        assert!(!worth_splitting(&obj(&[head])), "already split");
+        let big = whole(SPLIT_ABOVE_BYTES + 1);
+        assert!(
+            !worth_splitting(&obj(&[big.clone(), big.clone()])),
+            "siblings"
+        );
+        let mut tomb = obj(&[big]);
+        tomb.contents[0].meta.deleted = true;
+        assert!(!worth_splitting(&tomb), "a tombstone");
+        assert_eq!(SPLIT_ABOVE_BYTES, 8192);
+    }
+
+    #[test]
     fn member_records_without_dots_or_with_trailing_bytes_are_refused() {
         let dots = DotSet::single(dot(1, 3));
         let mut raw = encode_dots(&dots);
