@@ -96,14 +96,18 @@ impl Node {
     /// Internode traffic starts with [`Node::serve_internode`].
     pub fn start_with(config: NodeConfig, net: Arc<dyn Net>) -> NodeResult<(Node, StartupReport)> {
         let name = NodeName::from(config.name.as_str());
-        // Every held partition has a memtable; together they get the write-buffer budget.
-        let held = config.ring_size.max(1) as u64;
         let backend: Arc<dyn Backend> = match config.backend {
             BackendKind::Fjall => Arc::new(FjallBackend::open(
                 &config.data_dir,
                 FjallConfig {
                     cache_bytes: config.cache_bytes,
-                    max_memtable_bytes: config.write_buffer_bytes / held,
+                    // The held partitions' memtables share the write-buffer budget; the storage
+                    // flushes the largest when they pass it. fjall's own per-partition limit is
+                    // a backstop, and the journal must hold about twice the budget (see
+                    // `rill_storage::FjallConfig`).
+                    write_buffer_bytes: config.write_buffer_bytes,
+                    max_memtable_bytes: (config.write_buffer_bytes / 4).min(64 << 20),
+                    max_journal_bytes: 2 * config.write_buffer_bytes + (64 << 20),
                     durability: if config.sync_writes {
                         Durability::Synced
                     } else {

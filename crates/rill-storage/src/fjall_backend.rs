@@ -34,15 +34,20 @@
 //! memtable never reaches its own flush threshold, so it pins old journals. fjall bounds this
 //! with `max_journaling_size`: past it, the keyspaces pinning the oldest journal are forced to
 //! flush. Hence:
-//! - `max_journal_bytes` defaults to 128 MiB (fjall: 512 MiB, minimum 64 MiB). The journal is
-//!   replayed in full at startup, so this bounds restart time.
 //! - fjall enforces that limit (and rotates the journal) only when some memtable is flushed,
-//!   and a memtable is flushed only when it outgrows `max_memtable_bytes`. Writes spread evenly
-//!   over many partitions can therefore grow every memtable — and the journal — to just under
-//!   that size before anything happens (measured: a 741 MB journal and 1.2 GB of memtables
-//!   with 64 partitions at 16 MiB). So the per-keyspace limit *is* the memory bound: the node
-//!   sets it to its write-buffer budget divided by the partitions it holds.
-//!   `max_memtable_bytes` defaults to 16 MiB for callers that open few keyspaces.
+//!   and on its own a memtable is flushed only when it outgrows `max_memtable_bytes`. Writes
+//!   spread evenly over many partitions can therefore grow every memtable — and the journal —
+//!   to just under that size before anything happens (measured: a 741 MB journal and 1.2 GB of
+//!   memtables with 64 partitions at 16 MiB), and then flush them all at once.
+//! - So the memory bound is ours: `write_buffer_bytes` is the budget of all partitions'
+//!   memtables together, and [`crate::write_buffer`] seals the largest memtable whenever the
+//!   budget is passed, one at a time. `max_memtable_bytes`, fjall's per-keyspace limit, is only a
+//!   backstop.
+//! - Flushing one memtable at a time means a memtable is flushed about every other time the
+//!   budget is written, so the journal holds about twice the budget of records:
+//!   `max_journal_bytes` defaults to twice the write buffer plus one journal file (64 MiB), 320
+//!   MiB. A smaller limit forces flushes of every partition holding records in the oldest journal
+//!   — the lockstep burst again. The journal is replayed at startup, so this bounds restart time.
 //! - We never call `Keyspace::clear`: #288 is a journal pinned forever by a keyspace whose
 //!   only record is a `clear` followed by no writes (its memtable is empty, so it can never
 //!   flush). Dropping a partition uses `Database::delete_keyspace` instead.
@@ -62,6 +67,8 @@ use parking_lot::Mutex;
 use crate::group_commit::{CommitStats, GroupCommitter};
 use crate::limits::{check_put, storable_key};
 use crate::scan::scan_bounds;
+use crate::write_buffer::{FlushPlanner, entry_bytes};
+use crate::writeback::Writeback;
 use crate::{
     Backend, BackendStats, BatchWrite, Durability, ErrorKind, KeyIter, KvIter, PartitionId,
     PartitionStore, StorageError,
@@ -82,9 +89,12 @@ pub struct FjallConfig {
     /// The level the node commits at before acknowledging a write.
     pub durability: Durability,
     /// Total journal size past which quiet partitions are forced to flush (at least 64 MiB;
-    /// smaller values are raised to that).
+    /// smaller values are raised to that). Keep it above twice `write_buffer_bytes`.
     pub max_journal_bytes: u64,
-    /// Size at which one partition's memtable is flushed to disk (at least 1 MiB).
+    /// Memtables of all partitions together, in bytes: past it, the largest is flushed.
+    pub write_buffer_bytes: u64,
+    /// Size at which fjall flushes one partition's memtable by itself (at least 1 MiB), a
+    /// backstop to `write_buffer_bytes`. Fixed when a partition is created.
     pub max_memtable_bytes: u64,
     /// fjall's flush and compaction threads (at least 1).
     pub worker_threads: usize,
@@ -95,8 +105,9 @@ impl Default for FjallConfig {
         FjallConfig {
             cache_bytes: 128 * 1024 * 1024,
             durability: Durability::Buffered,
-            max_journal_bytes: 128 * 1024 * 1024,
-            max_memtable_bytes: 16 * 1024 * 1024,
+            max_journal_bytes: 320 * 1024 * 1024,
+            write_buffer_bytes: 128 * 1024 * 1024,
+            max_memtable_bytes: 32 * 1024 * 1024,
             worker_threads: 2,
         }
     }
@@ -107,6 +118,8 @@ pub struct FjallBackend {
     // Declared first so it is dropped first: its thread holds a database handle and must have
     // answered every waiter before the database closes.
     committer: GroupCommitter,
+    // Next, for the same reason: its thread seals keyspaces and syncs the journal.
+    write_buffer: Arc<WriteBuffer>,
     db: Database,
     partitions: Mutex<HashMap<PartitionId, Arc<FjallPartition>>>,
     meta: Arc<FjallPartition>,
@@ -131,9 +144,13 @@ impl FjallBackend {
             filesystem_free_bytes(path),
             keyspace_options.max_memtable_bytes,
         ));
+        let write_buffer = Arc::new(WriteBuffer::new(config.write_buffer_bytes, path)?);
+        // The metadata keyspace is small and rarely written: fjall's own limit flushes it.
         let meta = Arc::new(FjallPartition {
             keyspace: db.keyspace(META_KEYSPACE, || keyspace_options.create())?,
             faults: faults.clone(),
+            partition: None,
+            write_buffer: write_buffer.clone(),
         });
         let committer = GroupCommitter::start("rill-storage-commit", {
             let db = db.clone();
@@ -142,6 +159,7 @@ impl FjallBackend {
         })?;
         let backend = FjallBackend {
             committer,
+            write_buffer,
             db,
             partitions: Mutex::new(HashMap::new()),
             meta,
@@ -173,7 +191,10 @@ impl Backend for FjallBackend {
         let store = Arc::new(FjallPartition {
             keyspace: self.open_keyspace(p)?,
             faults: self.faults.clone(),
+            partition: Some(p),
+            write_buffer: self.write_buffer.clone(),
         });
+        self.write_buffer.track(p, &store.keyspace);
         partitions.insert(p, store.clone());
         Ok(store)
     }
@@ -182,6 +203,7 @@ impl Backend for FjallBackend {
         // Held throughout, so a concurrent open cannot resurrect a half-dropped partition.
         let mut partitions = self.partitions.lock();
         let cached = partitions.remove(&p);
+        self.write_buffer.forget(p);
         if !self.db.keyspace_exists(&partition_name(p)) {
             return Ok(());
         }
@@ -228,7 +250,12 @@ impl Backend for FjallBackend {
             }
         }
         // One journal entry for the whole batch, written through to the OS like a single put.
-        self.faults.check(batch.commit())
+        self.faults.check(batch.commit())?;
+        self.write_buffer.wrote(writes.iter().map(|w| {
+            let bytes = entry_bytes(w.key, w.value.unwrap_or_default());
+            (w.partition, bytes)
+        }));
+        Ok(())
     }
 
     fn commit(&self, level: Durability) -> BoxFuture<'static, Result<(), StorageError>> {
@@ -364,13 +391,61 @@ impl Faults {
     }
 }
 
+/// The shell around [`FlushPlanner`]: counts the partitions' writes and has the writeback
+/// thread seal the memtables it names, which hands them to fjall's flush workers.
+struct WriteBuffer {
+    planner: Mutex<FlushPlanner<Keyspace>>,
+    writeback: Writeback,
+}
+
+impl WriteBuffer {
+    fn new(budget: u64, dir: &Path) -> Result<Self, StorageError> {
+        Ok(WriteBuffer {
+            planner: Mutex::new(FlushPlanner::new(budget)),
+            writeback: Writeback::start(dir)?,
+        })
+    }
+
+    fn track(&self, p: PartitionId, keyspace: &Keyspace) {
+        self.planner.lock().track(p, keyspace.clone());
+    }
+
+    fn forget(&self, p: PartitionId) {
+        self.planner.lock().forget(p);
+    }
+
+    /// Counts stored writes, `(partition, bytes)`, and has what the planner names sealed.
+    fn wrote(&self, writes: impl IntoIterator<Item = (PartitionId, u64)>) {
+        self.writeback.wrote();
+        let seal: Vec<Keyspace> = {
+            let mut planner = self.planner.lock();
+            writes
+                .into_iter()
+                .filter_map(|(p, bytes)| planner.wrote(p, bytes))
+                .collect()
+        };
+        for keyspace in seal {
+            self.writeback.seal(keyspace);
+        }
+    }
+}
+
 /// One partition: a keyspace of the shared database.
 struct FjallPartition {
     keyspace: Keyspace,
     faults: Arc<Faults>,
+    /// `None` for the metadata keyspace, whose writes the write buffer does not count.
+    partition: Option<PartitionId>,
+    write_buffer: Arc<WriteBuffer>,
 }
 
 impl FjallPartition {
+    /// Counts a stored write against the write buffer (the metadata's only for writeback).
+    fn counted(&self, key: &[u8], value: &[u8]) {
+        let counted = self.partition.map(|p| (p, entry_bytes(key, value)));
+        self.write_buffer.wrote(counted);
+    }
+
     /// fjall's iterator over the keys with `prefix` after `start_after`, if that range is not
     /// empty.
     fn range(&self, prefix: &[u8], start_after: Option<&[u8]>) -> Option<fjall::Iter> {
@@ -388,14 +463,18 @@ impl PartitionStore for FjallPartition {
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         check_put(key, value)?;
-        self.faults.check(self.keyspace.insert(key, value))
+        self.faults.check(self.keyspace.insert(key, value))?;
+        self.counted(key, value);
+        Ok(())
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), StorageError> {
         if !storable_key(key) {
             return Ok(());
         }
-        self.faults.check(self.keyspace.remove(key))
+        self.faults.check(self.keyspace.remove(key))?;
+        self.counted(key, b"");
+        Ok(())
     }
 
     fn scan(&self, prefix: &[u8], start_after: Option<&[u8]>) -> KvIter<'_> {

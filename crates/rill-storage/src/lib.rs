@@ -20,6 +20,8 @@ mod group_commit;
 mod limits;
 mod memory;
 mod scan;
+mod write_buffer;
+mod writeback;
 
 use std::sync::Arc;
 
