@@ -44,7 +44,7 @@ pub struct NodeConfig {
     pub cache_bytes: u64,
     /// Cache of decoded objects shared by the vnodes, in bytes (0 turns it off).
     pub object_cache_bytes: u64,
-    /// Memory for recent writes not yet flushed to tables (all partitions' memtables together).
+    /// Recent writes not yet flushed to tables: what the journal holds; memtables get half.
     pub write_buffer_bytes: u64,
     /// Object size and sibling limits.
     pub limits: Limits,

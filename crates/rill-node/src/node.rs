@@ -101,13 +101,13 @@ impl Node {
                 &config.data_dir,
                 FjallConfig {
                     cache_bytes: config.cache_bytes,
-                    // The held partitions' memtables share the write-buffer budget; the storage
-                    // flushes the largest when they pass it. fjall's own per-partition limit is
-                    // a backstop, and the journal must hold about twice the budget (see
+                    // The held partitions share the write-buffer budget; the storage flushes the
+                    // largest memtable when they pass it. fjall's own per-partition limit is a
+                    // backstop, and the journal limit must be above the budget (see
                     // `rill_storage::FjallConfig`).
                     write_buffer_bytes: config.write_buffer_bytes,
                     max_memtable_bytes: (config.write_buffer_bytes / 4).min(64 << 20),
-                    max_journal_bytes: 2 * config.write_buffer_bytes + (64 << 20),
+                    max_journal_bytes: config.write_buffer_bytes + (128 << 20),
                     durability: if config.sync_writes {
                         Durability::Synced
                     } else {

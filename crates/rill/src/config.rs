@@ -64,7 +64,7 @@ pub struct StartArgs {
     /// Cache of decoded objects in MiB, shared by the vnodes; 0 turns it off [default: 128]
     #[arg(long, env = "RILL_OBJECT_CACHE_MB")]
     pub object_cache_mb: Option<u64>,
-    /// Memory for recent writes not yet flushed, all partitions together, in MiB [default: 128]
+    /// Recent writes not yet flushed to table files, all partitions together, in MiB: the journal holds them (a restart replays them), memtables half as much [default: 128]
     #[arg(long, env = "RILL_WRITE_BUFFER_MB")]
     pub write_buffer_mb: Option<u64>,
     /// Tombstone reaping: milliseconds (e.g. 3000), `keep` or `immediate` [default: 3000]
