@@ -150,7 +150,11 @@ impl FjallBackend {
             filesystem_free_bytes(path),
             keyspace_options.max_memtable_bytes,
         ));
-        let write_buffer = Arc::new(WriteBuffer::new(config.write_buffer_bytes / 2, path)?);
+        let write_buffer = Arc::new(WriteBuffer::new(
+            config.write_buffer_bytes / 2,
+            path,
+            config.durability,
+        )?);
         // The metadata keyspace is small and rarely written: fjall's own limit flushes it.
         let meta = Arc::new(FjallPartition {
             keyspace: db.keyspace(META_KEYSPACE, || keyspace_options.create())?,
@@ -405,10 +409,10 @@ struct WriteBuffer {
 }
 
 impl WriteBuffer {
-    fn new(budget: u64, dir: &Path) -> Result<Self, StorageError> {
+    fn new(budget: u64, dir: &Path, durability: Durability) -> Result<Self, StorageError> {
         Ok(WriteBuffer {
             planner: Mutex::new(FlushPlanner::new(budget)),
-            writeback: Writeback::start(dir)?,
+            writeback: Writeback::start(dir, durability == Durability::Buffered)?,
         })
     }
 
