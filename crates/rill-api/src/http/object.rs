@@ -705,4 +705,196 @@ mod tests {
         assert_eq!(canonical_header_name("x-riak-meta-foo"), "X-Riak-Meta-Foo");
         assert_eq!(canonical_header_name("etag"), "Etag");
     }
+
+    fn content(vtag: &str, last_modified_us: u64) -> Content {
+        Content::new(
+            Bytes::from_static(b"v"),
+            Metadata {
+                vtag: Bytes::copy_from_slice(vtag.as_bytes()),
+                last_modified_us,
+                ..Metadata::default()
+            },
+        )
+    }
+
+    #[test]
+    fn if_none_match_and_if_modified_since_decide_not_modified() {
+        // 2001-09-09T01:46:40Z, and half a second later.
+        let c = content("vt", 1_000_000_000_500_000);
+        let with = |name: header::HeaderName, v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(v));
+            not_modified(&h, &c)
+        };
+        assert!(!not_modified(&HeaderMap::new(), &c));
+        assert!(with(header::IF_NONE_MATCH, "\"vt\""));
+        assert!(with(header::IF_NONE_MATCH, "*"));
+        assert!(!with(header::IF_NONE_MATCH, "\"other\""));
+        assert!(!with(header::IF_NONE_MATCH, "vt"), "the tag is quoted");
+        assert!(
+            with(header::IF_MODIFIED_SINCE, "Sun, 09 Sep 2001 01:46:40 GMT"),
+            "same second"
+        );
+        assert!(with(
+            header::IF_MODIFIED_SINCE,
+            "Sun, 09 Sep 2001 01:46:41 GMT"
+        ));
+        assert!(!with(
+            header::IF_MODIFIED_SINCE,
+            "Sun, 09 Sep 2001 01:46:39 GMT"
+        ));
+        assert!(
+            !with(header::IF_MODIFIED_SINCE, "yesterday"),
+            "unparsable: ignored"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        h.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Sun, 09 Sep 2001 01:46:41 GMT"),
+        );
+        assert!(!not_modified(&h, &c), "If-None-Match takes precedence");
+    }
+
+    #[test]
+    fn etags_are_the_quoted_vtag() {
+        assert_eq!(etag(&content("abc", 0)), "\"abc\"");
+        assert_eq!(etag(&content("a\nb", 0)), "\"\"", "no header can carry it");
+    }
+
+    #[test]
+    fn vclock_headers_round_trip_and_an_empty_one_is_a_fresh_clock() {
+        let mut clock = VClock::new();
+        clock.increment(rill_core::vclock::Actor(*b"actor-01"), 100);
+        let h = vclock_header(&clock);
+        assert_eq!(parse_vclock(&h).unwrap(), clock);
+        assert_eq!(
+            parse_vclock(&HeaderValue::from_static("  ")).unwrap(),
+            VClock::new()
+        );
+        assert_bad_request(
+            parse_vclock(&HeaderValue::from_static("not base64!")),
+            "Invalid X-Riak-Vclock header",
+        );
+        assert_bad_request(
+            parse_vclock(&HeaderValue::from_static("AAAA")),
+            "Invalid X-Riak-Vclock header",
+        );
+    }
+
+    #[test]
+    fn content_types_need_a_type_and_take_a_quoted_charset() {
+        let (ct, cs) = split_content_type(&HeaderValue::from_static(
+            "text/html; q=1; Charset=\"latin1\"",
+        ))
+        .unwrap();
+        assert_eq!(ct.as_ref(), b"text/html");
+        assert_eq!(cs.as_deref(), Some(&b"latin1"[..]));
+        assert_bad_request(
+            split_content_type(&HeaderValue::from_static(" ; charset=utf-8")),
+            "Missing Content-Type request header",
+        );
+    }
+
+    #[test]
+    fn usermeta_is_read_from_meta_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("x-riak-meta-colour", HeaderValue::from_static("red"));
+        h.insert("x-riak-index-a_bin", HeaderValue::from_static("x"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(usermeta_from(&h), [index("colour", "red")]);
+        assert_eq!(
+            header_bytes(&h, "content-type").as_deref(),
+            Some(&b"text/plain"[..])
+        );
+        assert_eq!(header_bytes(&h, "content-encoding"), None);
+    }
+
+    #[test]
+    fn paths_follow_the_family_the_client_used() {
+        let typed = Bucket::new(&b"t y"[..], &b"b/1"[..]).unwrap();
+        let default = Bucket::default_type(&b"b"[..]).unwrap();
+        assert_eq!(
+            bucket_path(Family::Typed, &typed),
+            "/types/t%20y/buckets/b%2F1"
+        );
+        assert_eq!(bucket_path(Family::Typed, &default), "/buckets/b");
+        assert_eq!(bucket_path(Family::Buckets, &typed), "/buckets/b%2F1");
+        assert_eq!(bucket_path(Family::Legacy, &typed), "/riak/b%2F1");
+        assert_eq!(
+            object_path(Family::Typed, &typed, b"k 1"),
+            "/types/t%20y/buckets/b%2F1/keys/k%201"
+        );
+        assert_eq!(
+            object_path(Family::Buckets, &default, b"k"),
+            "/buckets/b/keys/k"
+        );
+        assert_eq!(object_path(Family::Legacy, &default, b"k"), "/riak/b/k");
+    }
+
+    #[test]
+    fn content_headers_describe_the_sibling() {
+        let bref = BucketRef {
+            btype: Bytes::from_static(b"default"),
+            name: Bytes::from_static(b"b"),
+            family: Family::Buckets,
+        };
+        let c = Content::new(
+            Bytes::from_static(b"v"),
+            Metadata {
+                content_type: Bytes::from_static(b"text/plain"),
+                charset: Some(Bytes::from_static(b"utf-8")),
+                content_encoding: Some(Bytes::from_static(b"gzip")),
+                vtag: Bytes::from_static(b"vt"),
+                last_modified_us: 1_000_000_000_500_000,
+                usermeta: vec![index("Colour", "red"), index("bad", "a\nb")],
+                links: vec![link("b2", "k 2", "t t")],
+                indexes: vec![
+                    index("a_bin", "x"),
+                    index("a_bin", "y"),
+                    index("n_int", "1"),
+                ],
+                deleted: true,
+            },
+        );
+        let mut h = HeaderMap::new();
+        content_headers(&bref, &c, &mut h);
+        let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            get("content-type").as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(get("content-encoding").as_deref(), Some("gzip"));
+        assert_eq!(get("etag").as_deref(), Some("\"vt\""));
+        assert_eq!(
+            get("last-modified").as_deref(),
+            Some("Sun, 09 Sep 2001 01:46:40 GMT")
+        );
+        assert_eq!(
+            get("link").as_deref(),
+            Some("</buckets/b>; rel=\"up\", </buckets/b2/keys/k%202>; riaktag=\"t%20t\"")
+        );
+        assert_eq!(get("x-riak-meta-colour").as_deref(), Some("red"));
+        assert_eq!(get("x-riak-meta-bad"), None, "not representable: left out");
+        assert_eq!(get("x-riak-index-a_bin").as_deref(), Some("x, y"));
+        assert_eq!(get("x-riak-index-n_int").as_deref(), Some("1"));
+        assert_eq!(get("x-riak-deleted").as_deref(), Some("true"));
+
+        let plain = content("vt", 0);
+        let mut h = HeaderMap::new();
+        content_headers(&bref, &plain, &mut h);
+        assert_eq!(h.get("content-encoding"), None);
+        assert_eq!(
+            h.get("x-riak-deleted"),
+            None,
+            "only a tombstone says deleted"
+        );
+        assert!(
+            !h.get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("charset")
+        );
+    }
 }

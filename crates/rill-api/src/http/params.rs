@@ -101,4 +101,47 @@ mod tests {
         assert!(p.flag("returnbody").is_err());
         assert!(p.timeout().is_err());
     }
+
+    #[test]
+    fn plus_is_a_space_and_empty_pairs_are_skipped() {
+        let p = Params::parse(Some("&&a+b=c+d&e=&a+b=second&"));
+        assert_eq!(p.get("a b"), Some("c d"), "the first of repeated names");
+        assert_eq!(p.get("e"), Some(""));
+        assert_eq!(p.get(""), None, "empty pairs are not parameters");
+        assert_eq!(p.get("a+b"), None);
+        assert_eq!(Params::parse(None).get("r"), None);
+    }
+
+    #[test]
+    fn flags_accept_true_false_1_and_0() {
+        let p = Params::parse(Some("a=true&b=1&c=false&d=0&e=TRUE"));
+        assert_eq!(p.flag("a").unwrap(), Some(true));
+        assert_eq!(p.flag("b").unwrap(), Some(true));
+        assert_eq!(p.flag("c").unwrap(), Some(false));
+        assert_eq!(p.flag("d").unwrap(), Some(false));
+        assert_eq!(p.flag("missing").unwrap(), None);
+        match p.flag("e") {
+            Err(HttpError::Status(s, m)) => {
+                assert_eq!(s, 400);
+                assert_eq!(m, "e query parameter must be true or false");
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quorums_and_timeouts_decode_and_name_the_parameter_when_malformed() {
+        let p = Params::parse(Some("r=2&w=all&timeout=1500&pr=x"));
+        assert_eq!(p.quorum("r").unwrap(), Some(Quorum::N(2)));
+        assert_eq!(p.quorum("w").unwrap(), Some(Quorum::All));
+        assert_eq!(p.timeout().unwrap(), Some(Duration::from_millis(1500)));
+        assert_eq!(Params::parse(None).timeout().unwrap(), None);
+        match p.quorum("pr") {
+            Err(HttpError::Status(s, m)) => {
+                assert_eq!(s, 400);
+                assert!(m.starts_with("pr query parameter must be"), "{m}");
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
 }

@@ -311,3 +311,396 @@ pub(crate) fn preflist_item(e: &PreflistEntry) -> RpbBucketKeyPreflistItem {
         primary: e.primary,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_core::props::{Hook, ModFun};
+    use rill_core::ring::NodeName;
+    use rill_core::vclock::VClock;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn pair(k: &str, v: &str) -> RpbPair {
+        RpbPair {
+            key: b(k),
+            value: Some(b(v)),
+        }
+    }
+
+    #[test]
+    fn a_pb_content_becomes_a_fresh_write_with_riaks_defaults() {
+        let c = RpbContent {
+            value: b("v"),
+            content_type: Some(Bytes::new()),
+            charset: Some(b("utf-8")),
+            content_encoding: Some(b("gzip")),
+            vtag: Some(b("client-vtag")),
+            links: vec![
+                RpbLink {
+                    bucket: Some(b("b")),
+                    key: Some(b("k")),
+                    tag: Some(b("t")),
+                },
+                RpbLink::default(),
+            ],
+            last_mod: Some(1),
+            usermeta: vec![pair("m", "1")],
+            indexes: vec![pair("Z_BIN", "b"), pair("a_int", "7"), pair("z_bin", "b")],
+            deleted: None,
+            ..RpbContent::default()
+        };
+        let got = content_from_pb(c, b("vt"), 1_500_000).unwrap();
+        let m = &got.meta;
+        assert_eq!(got.value, b("v"));
+        assert_eq!(m.content_type, b("application/octet-stream"), "empty type");
+        assert_eq!(m.charset, Some(b("utf-8")));
+        assert_eq!(m.content_encoding, Some(b("gzip")));
+        assert_eq!(m.vtag, b("vt"), "the server's vtag, not the client's");
+        assert_eq!(m.last_modified_us, 1_500_000, "the server's time");
+        assert_eq!(m.usermeta, [(b("m"), b("1"))]);
+        assert_eq!(
+            m.links,
+            [
+                Link {
+                    bucket: b("b"),
+                    key: b("k"),
+                    tag: b("t")
+                },
+                Link {
+                    bucket: Bytes::new(),
+                    key: Bytes::new(),
+                    tag: Bytes::new()
+                },
+            ]
+        );
+        assert_eq!(
+            m.indexes,
+            [(b("a_int"), b("7")), (b("z_bin"), b("b"))],
+            "lower-cased, sorted, de-duplicated"
+        );
+        assert!(!m.deleted);
+        assert_eq!(got.dot, None);
+
+        let c = RpbContent {
+            content_type: Some(b("text/plain")),
+            deleted: Some(true),
+            ..RpbContent::default()
+        };
+        let got = content_from_pb(c, b("vt"), 0).unwrap();
+        assert_eq!(got.meta.content_type, b("text/plain"));
+        assert!(got.meta.deleted);
+    }
+
+    #[test]
+    fn invalid_index_entries_refuse_the_write() {
+        let with = |k: &str, v: &str| {
+            content_from_pb(
+                RpbContent {
+                    indexes: vec![pair(k, v)],
+                    ..RpbContent::default()
+                },
+                b("vt"),
+                0,
+            )
+        };
+        assert_eq!(
+            with("Age_INT", "old").unwrap_err(),
+            "Could not parse index fields: age_int value old is not an integer"
+        );
+        assert_eq!(
+            with("age", "1").unwrap_err(),
+            "Could not parse index fields: age must end in _bin or _int"
+        );
+        assert_eq!(
+            with("age_int", "-3").unwrap().meta.indexes,
+            [(b("age_int"), b("-3"))]
+        );
+        assert_eq!(
+            with("n_bin", "old").unwrap().meta.indexes,
+            [(b("n_bin"), b("old"))]
+        );
+    }
+
+    #[test]
+    fn a_content_as_pb_splits_the_time_and_a_head_leaves_the_value_out() {
+        let meta = Metadata {
+            content_type: b("text/plain"),
+            charset: Some(b("utf-8")),
+            content_encoding: None,
+            vtag: b("vt"),
+            last_modified_us: 1_234_567_890,
+            usermeta: vec![(b("m"), b("1"))],
+            links: vec![Link {
+                bucket: b("b"),
+                key: b("k"),
+                tag: b("t"),
+            }],
+            indexes: vec![(b("i_bin"), b("x"))],
+            deleted: false,
+        };
+        let c = Content::new(b("value"), meta.clone());
+        let pb = content_to_pb(&c, false);
+        assert_eq!(pb.value, b("value"));
+        assert_eq!(pb.content_type, Some(b("text/plain")));
+        assert_eq!(pb.charset, Some(b("utf-8")));
+        assert_eq!(pb.content_encoding, None);
+        assert_eq!(pb.vtag, Some(b("vt")));
+        assert_eq!(pb.last_mod, Some(1234));
+        assert_eq!(pb.last_mod_usecs, Some(567_890));
+        assert_eq!(pb.usermeta, [pair("m", "1")]);
+        assert_eq!(pb.indexes, [pair("i_bin", "x")]);
+        assert_eq!(
+            pb.links,
+            [RpbLink {
+                bucket: Some(b("b")),
+                key: Some(b("k")),
+                tag: Some(b("t")),
+            }]
+        );
+        assert_eq!(pb.deleted, None, "only a tombstone says deleted");
+        assert_eq!(content_to_pb(&c, true).value, Bytes::new());
+
+        let tomb = Content::new(
+            Bytes::new(),
+            Metadata {
+                deleted: true,
+                vtag: b("vt2"),
+                ..meta
+            },
+        );
+        assert_eq!(content_to_pb(&tomb, false).deleted, Some(true));
+        let obj = RiakObject {
+            vclock: VClock::new(),
+            contents: vec![c, tomb],
+        };
+        let all = contents_to_pb(&obj, true);
+        assert_eq!(
+            all.iter().map(|c| c.vtag.clone()).collect::<Vec<_>>(),
+            [Some(b("vt")), Some(b("vt2"))],
+            "every sibling, in order"
+        );
+        assert!(all.iter().all(|c| c.value.is_empty()), "head throughout");
+    }
+
+    #[test]
+    fn pb_quorum_fields_decode_their_symbolic_values() {
+        assert_eq!(quorum(None), None);
+        assert_eq!(quorum(Some(Quorum::PB_ALL)), Some(Quorum::All));
+        assert_eq!(quorum(Some(2)), Some(Quorum::N(2)));
+    }
+
+    #[test]
+    fn pb_bucket_properties_become_the_json_patch_of_the_fields_set() {
+        let mf = |m: &str, f: &str| RpbModFun {
+            module: b(m),
+            function: b(f),
+        };
+        let p = RpbBucketProps {
+            n_val: Some(5),
+            allow_mult: Some(true),
+            last_write_wins: Some(false),
+            has_precommit: Some(true),
+            postcommit: vec![
+                RpbCommitHook {
+                    modfun: Some(mf("m", "f")),
+                    name: Some(b("ignored")),
+                },
+                RpbCommitHook {
+                    modfun: None,
+                    name: Some(b("js")),
+                },
+                RpbCommitHook::default(),
+            ],
+            chash_keyfun: Some(mf("ck", "cf")),
+            linkfun: Some(mf("lk", "lf")),
+            old_vclock: Some(1),
+            young_vclock: Some(2),
+            big_vclock: Some(3),
+            small_vclock: Some(4),
+            hll_precision: Some(12),
+            pr: Some(Quorum::PB_ONE),
+            r: Some(Quorum::PB_QUORUM),
+            w: Some(Quorum::PB_ALL),
+            pw: Some(Quorum::PB_DEFAULT),
+            dw: Some(2),
+            rw: Some(0),
+            basic_quorum: Some(true),
+            notfound_ok: Some(false),
+            search: Some(false),
+            consistent: Some(true),
+            write_once: Some(false),
+            backend: Some(b("be")),
+            search_index: Some(b("idx")),
+            datatype: Some(b("set")),
+            repl: Some(2),
+            ..RpbBucketProps::default()
+        };
+        assert_eq!(
+            props_patch(&p),
+            json!({
+                "n_val": 5, "allow_mult": true, "last_write_wins": false,
+                "precommit": [],
+                "postcommit": [{"mod": "m", "fun": "f"}, {"name": "js"}, null],
+                "chash_keyfun": {"mod": "ck", "fun": "cf"},
+                "linkfun": {"mod": "lk", "fun": "lf"},
+                "old_vclock": 1, "young_vclock": 2, "big_vclock": 3, "small_vclock": 4,
+                "hll_precision": 12,
+                "pr": "one", "r": "quorum", "w": "all", "pw": "default", "dw": 2, "rw": 0,
+                "basic_quorum": true, "notfound_ok": false, "search": false,
+                "consistent": true, "write_once": false,
+                "backend": "be", "search_index": "idx", "datatype": "set",
+                "repl": "fullsync",
+            })
+        );
+        assert_eq!(
+            props_patch(&RpbBucketProps::default()),
+            json!({}),
+            "nothing set, nothing changed"
+        );
+        let hooks_off = RpbBucketProps {
+            has_precommit: Some(false),
+            has_postcommit: Some(false),
+            ..RpbBucketProps::default()
+        };
+        assert_eq!(props_patch(&hooks_off), json!({}));
+        let hooks_cleared = RpbBucketProps {
+            has_postcommit: Some(true),
+            precommit: vec![RpbCommitHook {
+                modfun: None,
+                name: Some(b("x")),
+            }],
+            ..RpbBucketProps::default()
+        };
+        assert_eq!(
+            props_patch(&hooks_cleared),
+            json!({"precommit": [{"name": "x"}], "postcommit": []})
+        );
+        for (code, mode) in [
+            (1, "realtime"),
+            (2, "fullsync"),
+            (3, "true"),
+            (0, "false"),
+            (9, "false"),
+        ] {
+            let p = RpbBucketProps {
+                repl: Some(code),
+                ..RpbBucketProps::default()
+            };
+            assert_eq!(props_patch(&p), json!({ "repl": mode }), "repl {code}");
+        }
+    }
+
+    #[test]
+    fn bucket_properties_as_pb_carry_every_field_riak_shows() {
+        let mut props = BucketProps::default_type();
+        props.n_val = 4;
+        props.allow_mult = true;
+        props.r = Quorum::One;
+        props.w = Quorum::All;
+        props.pr = Quorum::N(1);
+        props.dw = Quorum::Default;
+        props.basic_quorum = true;
+        props.notfound_ok = false;
+        props.old_vclock = 1000;
+        props.young_vclock = 10;
+        props.big_vclock = 60;
+        props.small_vclock = 40;
+        props.precommit = vec![
+            Hook::ModFun(ModFun::new("pm", "pf")),
+            Hook::Named("js".into()),
+        ];
+        props.consistent = true;
+        props.write_once = true;
+        props.backend = Some("be".into());
+        props.extra.insert("search_index".into(), "\"idx\"".into());
+        props.extra.insert("search".into(), "true".into());
+        props.extra.insert("repl".into(), "\"realtime\"".into());
+        let pb = props_to_pb(&props);
+        let mf = |m: &str, f: &str| {
+            Some(RpbModFun {
+                module: b(m),
+                function: b(f),
+            })
+        };
+        assert_eq!(pb.n_val, Some(4));
+        assert_eq!(pb.allow_mult, Some(true));
+        assert_eq!(pb.last_write_wins, Some(false));
+        assert_eq!(pb.has_precommit, Some(true));
+        assert_eq!(
+            pb.precommit,
+            [
+                RpbCommitHook {
+                    modfun: mf("pm", "pf"),
+                    name: None,
+                },
+                RpbCommitHook {
+                    modfun: None,
+                    name: Some(b("js")),
+                },
+            ]
+        );
+        assert_eq!(pb.has_postcommit, Some(false));
+        assert!(pb.postcommit.is_empty());
+        assert_eq!(pb.chash_keyfun, mf("riak_core_util", "chash_std_keyfun"));
+        assert_eq!(
+            pb.linkfun,
+            mf("riak_kv_wm_link_walker", "mapreduce_linkfun")
+        );
+        assert_eq!(
+            (
+                pb.old_vclock,
+                pb.young_vclock,
+                pb.big_vclock,
+                pb.small_vclock
+            ),
+            (Some(1000), Some(10), Some(60), Some(40))
+        );
+        assert_eq!(pb.r, Some(Quorum::PB_ONE));
+        assert_eq!(pb.w, Some(Quorum::PB_ALL));
+        assert_eq!(pb.pr, Some(1));
+        assert_eq!(pb.dw, Some(Quorum::PB_DEFAULT));
+        assert_eq!(pb.pw, Some(0));
+        assert_eq!(pb.rw, Some(Quorum::PB_QUORUM));
+        assert_eq!(pb.basic_quorum, Some(true));
+        assert_eq!(pb.notfound_ok, Some(false));
+        assert_eq!(pb.backend, Some(b("be")));
+        assert_eq!(pb.search, Some(true));
+        assert_eq!(pb.search_index, Some(b("idx")));
+        assert_eq!(pb.repl, Some(1));
+        assert_eq!(pb.consistent, Some(true));
+        assert_eq!(pb.write_once, Some(true));
+        assert_eq!(pb.datatype, None);
+        assert_eq!(pb.hll_precision, None);
+
+        let mut hll = BucketProps::new_type_defaults();
+        hll.datatype = Some(rill_core::props::Datatype::Hll);
+        hll.hll_precision = Some(12);
+        let pb = props_to_pb(&hll);
+        assert_eq!(pb.datatype, Some(b("hll")));
+        assert_eq!(pb.hll_precision, Some(12));
+        for (mode, code) in [("fullsync", 2), ("true", 3), ("false", 0)] {
+            let mut p = BucketProps::default_type();
+            p.extra.insert("repl".into(), format!("\"{mode}\""));
+            assert_eq!(props_to_pb(&p).repl, Some(code), "repl {mode}");
+        }
+    }
+
+    #[test]
+    fn a_preflist_entry_as_pb() {
+        let e = PreflistEntry {
+            partition: 7,
+            node: NodeName::new("n1@host"),
+            primary: true,
+        };
+        let pb = preflist_item(&e);
+        assert_eq!((pb.partition, pb.node, pb.primary), (7, b("n1@host"), true));
+        let e = PreflistEntry {
+            primary: false,
+            ..e
+        };
+        assert!(!preflist_item(&e).primary);
+    }
+}
