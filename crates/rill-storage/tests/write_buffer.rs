@@ -1,7 +1,9 @@
 //! The fjall backend's write-buffer budget: memtables are flushed when all partitions together
 //! pass it, even when none reaches fjall's own per-partition limit, and what was flushed that
-//! way reads back, before and after a restart.
+//! way reads back, before and after a restart; and compaction keeps a partition's table files
+//! near `table_target_bytes` instead of merging the partition into one file.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rill_storage::{Backend, FjallBackend, FjallConfig};
@@ -70,4 +72,85 @@ fn the_budget_bounds_memtables_below_their_own_limit() {
     }
     let backend = FjallBackend::open(dir.path(), config()).expect("reopen");
     read_back(&backend);
+}
+
+/// Sizes of the table files of every keyspace under a database directory.
+fn table_sizes(db: &Path) -> Vec<u64> {
+    let mut sizes = Vec::new();
+    for keyspace in std::fs::read_dir(db.join("keyspaces")).expect("keyspaces dir") {
+        let Ok(tables) = std::fs::read_dir(keyspace.expect("entry").path().join("tables")) else {
+            continue;
+        };
+        for table in tables {
+            sizes.push(table.expect("entry").metadata().expect("metadata").len());
+        }
+    }
+    sizes
+}
+
+/// Bytes that compress poorly, so table files are as large as the data.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_keeps_tables_near_their_target_size() {
+    const TARGET: u64 = 1024 * 1024;
+    const BYTES: u64 = 40 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FjallBackend::open(
+        dir.path(),
+        FjallConfig {
+            // 1 MiB memtables: about 40 flushes of one partition, so L0 is compacted often.
+            write_buffer_bytes: 2 * 1024 * 1024,
+            table_target_bytes: TARGET,
+            ..config()
+        },
+    )
+    .expect("open");
+    let store = backend.open_partition(0).unwrap();
+    // Keys in a scattered order, as a partition receives them: every flush overlaps the tables
+    // below it, so compaction has to merge (sorted keys would only be moved down a level).
+    let count = BYTES / 1000;
+    let scattered = |i: u64| i * 7919 % count;
+    for i in 0..count {
+        store
+            .put(&key(scattered(i)), &noise(scattered(i), 1000))
+            .expect("put");
+    }
+    // Wait for the flushes and compactions to settle: the set of table files unchanged for a
+    // second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = table_sizes(dir.path());
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = table_sizes(dir.path());
+        if now == last && backend.stats().write_buffer_bytes < TARGET {
+            break;
+        }
+        assert!(Instant::now() < deadline, "compaction never settled");
+        last = now;
+    }
+    let largest = last.iter().max().copied().unwrap_or(0);
+    let total: u64 = last.iter().sum();
+    // All the data is on disk, spread over many tables, none far above the target. Flushed
+    // memtables (level 0) can be a few times the budget, which they pass while a flush is
+    // queued; fjall's default, 64 MiB tables, merged it into files of 35 and 42 MB.
+    assert!(
+        total >= BYTES * 9 / 10,
+        "{total} bytes of tables for {BYTES} written"
+    );
+    assert!(
+        largest <= 4 * TARGET,
+        "largest table {largest} bytes, target {TARGET}: {last:?}"
+    );
+    assert!(store.get(&key(7)).unwrap().as_deref() == Some(&noise(7, 1000)[..]));
 }
