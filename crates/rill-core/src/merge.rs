@@ -469,6 +469,40 @@ mod tests {
     }
 
     #[test]
+    fn the_same_clock_with_different_siblings_keeps_them_all() {
+        // Not made by any write (a dot names one write), but if replicas ever disagree this
+        // way the merge keeps every sibling rather than guess, whichever side comes first.
+        let a = put(None, &VClock::new(), "a", 1, 1, &DVV);
+        let ab = put(Some(&a), &VClock::new(), "b", 1, 2, &DVV);
+        let only_b = RiakObject {
+            vclock: ab.vclock.clone(),
+            contents: ab
+                .contents
+                .iter()
+                .filter(|c| c.value == "b")
+                .cloned()
+                .collect(),
+        };
+        assert_eq!(relation(&only_b.vclock, &ab.vclock), Relation::Equal);
+        assert_eq!(
+            reconcile(&[only_b.clone(), ab.clone()], &DVV),
+            Some(ab.clone())
+        );
+        assert_eq!(
+            reconcile(&[ab.clone(), only_b.clone()], &DVV),
+            Some(ab.clone())
+        );
+        assert_eq!(
+            replica_merge(Some(&only_b), &ab, &DVV),
+            ReplicaMerge::Store(ab.clone())
+        );
+        assert_eq!(
+            replica_merge(Some(&ab), &only_b, &DVV),
+            ReplicaMerge::Unchanged
+        );
+    }
+
+    #[test]
     fn reconcile_of_nothing_is_none() {
         assert_eq!(reconcile(&[], &DVV), None);
     }
