@@ -302,7 +302,7 @@ impl Vnode {
         fail::fail_point!("vnode-get", |_| Err(injected("vnode-get")));
         let skey = Bytes::from(bkey.storage_key());
         let stored = match self.cache.get(self.partition, &skey) {
-            Some(entry) => entry.object,
+            Some(entry) => cached_object(&entry)?,
             None => {
                 let _guard = self.lock(&skey);
                 self.read(&skey)?
@@ -431,7 +431,7 @@ impl Vnode {
             return;
         };
         if ok {
-            let entry = Entry::new(Some(staged.object.clone()), encoded.len(), lock.skey.len());
+            let entry = Entry::stored(encoded.clone(), lock.skey.len());
             self.cache.insert(self.partition, lock.skey.clone(), entry);
         } else {
             self.cache.remove(self.partition, &lock.skey);
@@ -491,11 +491,8 @@ impl Vnode {
                     self.cache.remove(self.partition, &skey);
                     return Err(e.into());
                 }
-                self.cache.insert(
-                    self.partition,
-                    skey.clone(),
-                    Entry::new(None, 0, skey.len()),
-                );
+                self.cache
+                    .insert(self.partition, skey.clone(), Entry::absent(skey.len()));
                 if let Some(mark) = self.dirty_mark(&skey) {
                     self.store.put(&mark, b"")?;
                 }
@@ -551,20 +548,15 @@ impl Vnode {
     /// key's stripe lock, so no write can slip between the read and the fill.
     fn read(&self, skey: &Bytes) -> NodeResult<Option<Arc<RiakObject>>> {
         if let Some(entry) = self.cache.get(self.partition, skey) {
-            return Ok(entry.object);
+            return cached_object(&entry);
         }
-        let (object, encoded_len) = match self.store.get(skey)? {
-            None => (None, 0),
-            Some(raw) => {
-                // An exact-size copy: the engine's buffer may be a whole block (module docs of
-                // `object_cache`).
-                let own = Bytes::copy_from_slice(&raw);
-                let obj =
-                    codec::decode_bytes(own).map_err(|e| NodeError::Corrupt(e.to_string()))?;
-                (Some(Arc::new(obj)), raw.len())
-            }
+        let entry = match self.store.get(skey)? {
+            None => Entry::absent(skey.len()),
+            // An exact-size copy: the engine's buffer may be a whole block (module docs of
+            // `object_cache`).
+            Some(raw) => Entry::stored(Bytes::copy_from_slice(&raw), skey.len()),
         };
-        let entry = Entry::new(object.clone(), encoded_len, skey.len());
+        let object = cached_object(&entry)?;
         self.cache.insert(self.partition, skey.clone(), entry);
         Ok(object)
     }
@@ -588,6 +580,15 @@ fn injected(point: &str) -> NodeError {
 }
 
 /// Refuses objects over the limits; logs those past the warning thresholds, as Riak does.
+/// The object a cache entry holds, decoded. Its bytes were decoded when the entry was made, so a
+/// failure here is a corrupt entry, reported as corruption like a bad stored object.
+fn cached_object(entry: &Entry) -> NodeResult<Option<Arc<RiakObject>>> {
+    match entry.object() {
+        Ok(object) => Ok(object.map(Arc::new)),
+        Err(e) => Err(NodeError::Corrupt(e.to_string())),
+    }
+}
+
 fn check_limits(bkey: &BKey, obj: &RiakObject, limits: &Limits) -> NodeResult<()> {
     for warning in obj.check_limits(limits)? {
         tracing::warn!(
