@@ -249,6 +249,14 @@ impl Node {
         );
         out.insert("storage_fsyncs_total".into(), s.fsyncs.into());
         out.insert(
+            "storage_journal_batches_total".into(),
+            s.journal_batches.into(),
+        );
+        out.insert(
+            "storage_journal_flushes_total".into(),
+            s.journal_flushes.into(),
+        );
+        out.insert(
             "object_cache_bytes".into(),
             self.inner.cache.weight().into(),
         );
@@ -338,6 +346,12 @@ impl Node {
     /// Waits until every write made so far is durable at the configured level (group commit).
     pub(crate) async fn commit(&self) -> NodeResult<()> {
         let level = self.inner.backend.default_durability();
+        // Let the requests already waiting on this worker make their writes first, so that one
+        // flush of the journal covers them all.
+        tokio::task::yield_now().await;
+        fail::fail_point!("node-commit", |_| Err(crate::vnode::injected(
+            "node-commit"
+        )));
         self.inner.backend.commit(level).await?;
         Ok(())
     }

@@ -73,10 +73,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores (or removes) several values, possibly in different partitions, as one atomic
     /// write: either all are applied or none. Costs one journal append where separate puts cost one each —
     /// the node writes all local replicas of an object this way. Partitions must be open.
+    /// Unlike [`PartitionStore::put`], the batch is durable only once a later
+    /// [`Backend::commit`] resolved (at `Buffered` too), so that concurrent requests' batches
+    /// reach the OS in one write: callers acknowledge nothing before that commit.
     fn write_batch(&self, puts: &[BatchWrite<'_>]) -> Result<(), StorageError>;
 
     /// Group commit: resolves once every write that returned before this call is durable at
-    /// `level`. Concurrent callers share one flush/fsync.
+    /// `level`. Concurrent callers share one flush/fsync; a failed one fails every commit that
+    /// relied on it.
     fn commit(&self, level: Durability) -> BoxFuture<'static, Result<(), StorageError>>;
 
     /// The durability level this backend was configured to acknowledge writes at; the node
@@ -103,6 +107,10 @@ pub struct BackendStats {
     /// Synced commits requested, and the fsyncs that served them (grouping ratio).
     pub synced_commits: u64,
     pub fsyncs: u64,
+    /// Batches written to the journal's buffer, and the writes of that buffer to the OS that
+    /// carried them (grouping ratio of buffered commits).
+    pub journal_batches: u64,
+    pub journal_flushes: u64,
 }
 
 /// One key of a [`Backend::write_batch`]: the value to store, or `None` to remove the key.

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use rill_storage::{Backend, Durability, FjallBackend, FjallConfig, PartitionStore};
+use rill_storage::{Backend, BatchWrite, Durability, FjallBackend, FjallConfig, PartitionStore};
 
 /// Directory the child writes into; its presence is what makes the child test act.
 const CHILD_DIR_ENV: &str = "RILL_STORAGE_KILL_TEST_DIR";
@@ -70,9 +70,23 @@ fn kill_9_child_writer() {
     let backend = FjallBackend::open(&dir, config()).expect("child opens the database");
     let mut out = std::io::stdout().lock();
     for i in 0..ACKS_BEFORE_KILL {
-        store_for(&backend, i)
-            .put(&key(i), &value(i))
-            .expect("child write");
+        let (k, v) = (key(i), value(i));
+        match kill_test_partition(i) {
+            Some(partition) if i >= ACKS_BEFORE_KILL / 2 => {
+                // Opened first: a batch writes only to open partitions.
+                backend.open_partition(partition).expect("child opens");
+                backend
+                    .write_batch(&[BatchWrite {
+                        partition,
+                        key: &k,
+                        value: Some(&v),
+                    }])
+                    .expect("child batch");
+            }
+            _ => kill_test_store(&backend, i)
+                .put(&k, &v)
+                .expect("child write"),
+        }
         block_on(backend.commit(level)).expect("child commit");
         writeln!(out, "ACK {i}").expect("parent is reading");
         out.flush().expect("parent is reading");
@@ -81,6 +95,27 @@ fn kill_9_child_writer() {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     panic!("the parent should have killed this child");
+}
+
+/// Where the kill test's child writes key `i`: the first half with single puts spread over two
+/// partitions and the metadata store (`None`), which all share one journal; the second half
+/// with batches, as the node writes an object's replicas, over the two partitions. So the last
+/// acknowledged writes are batches, and a commit that left a batch in a userspace buffer
+/// fails the test. (Checked: with the buffered commit's flush removed, it fails.)
+fn kill_test_partition(i: u64) -> Option<u32> {
+    match (i >= ACKS_BEFORE_KILL / 2, i % 3) {
+        (true, _) => Some(7 + (i % 2) as u32),
+        (false, 0) => Some(7),
+        (false, 1) => Some(8),
+        (false, _) => None,
+    }
+}
+
+fn kill_test_store(backend: &FjallBackend, i: u64) -> Arc<dyn PartitionStore> {
+    match kill_test_partition(i) {
+        Some(p) => backend.open_partition(p).expect("open partition"),
+        None => backend.metadata(),
+    }
 }
 
 /// Runs the child writer at `level`, kills it with SIGKILL once it acknowledged
@@ -134,7 +169,7 @@ fn assert_acknowledged_writes_survive(level: &str) {
     let backend = FjallBackend::open(dir.path(), config()).expect("reopen after kill");
     assert_eq!(backend.partitions().expect("list"), vec![7, 8]);
     for i in 0..=last_ack {
-        let got = store_for(&backend, i).get(&key(i)).expect("get");
+        let got = kill_test_store(&backend, i).get(&key(i)).expect("get");
         assert_eq!(
             got.as_deref(),
             Some(value(i).as_slice()),
@@ -223,4 +258,38 @@ fn flushed_data_survives_restart() {
         .collect();
     let expected: Vec<_> = (0..KEYS).filter(|i| i % 3 == 0).map(key).collect();
     assert_eq!(listed, expected);
+}
+
+/// Buffered commits share writes of the journal's buffer: one commit after several batches
+/// writes it once, and a commit with nothing new since the last write writes nothing.
+#[test]
+fn buffered_commits_share_journal_flushes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = FjallBackend::open(dir.path(), config()).expect("open");
+    backend.open_partition(1).expect("open partition");
+    let batch = |i: u64| {
+        let (k, v) = (key(i), value(i));
+        backend
+            .write_batch(&[BatchWrite {
+                partition: 1,
+                key: &k,
+                value: Some(&v),
+            }])
+            .expect("batch");
+    };
+    for i in 0..5 {
+        batch(i);
+    }
+    let flushes = || {
+        let s = backend.stats();
+        (s.journal_batches, s.journal_flushes)
+    };
+    assert_eq!(flushes(), (5, 0));
+    block_on(backend.commit(Durability::Buffered)).expect("commit");
+    assert_eq!(flushes(), (5, 1));
+    block_on(backend.commit(Durability::Buffered)).expect("commit");
+    assert_eq!(flushes(), (5, 1), "nothing new to write");
+    batch(5);
+    block_on(backend.commit(Durability::Buffered)).expect("commit");
+    assert_eq!(flushes(), (6, 2));
 }

@@ -504,6 +504,8 @@ fn preflist_ping_stats_and_resource_map() {
         "storage_write_buffer_bytes",
         "storage_block_cache_bytes",
         "storage_fsyncs_total",
+        "storage_journal_batches_total",
+        "storage_journal_flushes_total",
     ] {
         assert!(stats[k].is_u64(), "{k}");
     }

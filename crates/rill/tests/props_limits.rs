@@ -246,6 +246,20 @@ fn unmet_quorums_are_503_and_invalid_requests_400() {
     let err = c.call_err(&Request::Put(put_req("b", "k", "w")));
     assert!(err.contains("vnode-coordinate-put"), "{err}");
 
+    // The commit of this node's replicas fails (as on a full disk): the storage's reason too,
+    // not the unmet quorum it causes. (Another key: what a write whose commit failed leaves
+    // readable is unspecified, and the checks below expect `k` unchanged.)
+    node.set_failpoint("node-commit", "1*return");
+    let (s, body) = put_value(&node, "/buckets/b/keys/kc", "w");
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.starts_with("storage: Io: injected fault at node-commit"),
+        "{body}"
+    );
+    node.set_failpoint("node-commit", "1*return");
+    let err = c.call_err(&Request::Put(put_req("b", "kc", "w")));
+    assert!(err.contains("node-commit"), "{err}");
+
     // n_val_violation: a request asking for more replies than the bucket has replicas.
     for q in ["r=4", "pr=4"] {
         let (s, body) = get(&node, &format!("{url}?{q}"));

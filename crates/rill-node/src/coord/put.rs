@@ -279,6 +279,7 @@ impl Node {
             self.send_to_remote_replicas(bkey, return_object, props, targets, replicas, shipment);
 
         // One group commit covers every local replica's write: that is DW.
+        let mut commit_failure = None;
         match self.commit().await {
             Ok(()) => {
                 for (i, obj) in &stored {
@@ -289,6 +290,7 @@ impl Node {
                 for (i, _) in &stored {
                     fsm.add_reply(*i, PutReply::Fail(e.to_string()));
                 }
+                commit_failure = Some(e);
             }
         }
         while fsm.outcome().is_none() {
@@ -321,7 +323,11 @@ impl Node {
         match (fsm.outcome(), body) {
             (Some(Ok(())), Some(obj)) => Ok(obj),
             (Some(Ok(())), None) => Ok(Arc::new(shipped)),
-            (Some(Err(e)), _) => Err(NodeError::PutQuorum(e.clone())),
+            // A quorum this node's own commit failed: the commit's error (a full disk, say) is
+            // the clearer answer.
+            (Some(Err(e)), _) => {
+                Err(commit_failure.unwrap_or_else(|| NodeError::PutQuorum(e.clone())))
+            }
             (None, _) => Err(NodeError::Timeout),
         }
     }

@@ -572,14 +572,13 @@ impl Vnode {
 
 /// The error a fault-injection point produces: an I/O failure of the replica.
 #[cfg(feature = "failpoints")]
-fn injected(point: &str) -> NodeError {
+pub(crate) fn injected(point: &str) -> NodeError {
     NodeError::Storage(rill_storage::StorageError::new(
         rill_storage::ErrorKind::Io,
         format!("injected fault at {point}"),
     ))
 }
 
-/// Refuses objects over the limits; logs those past the warning thresholds, as Riak does.
 /// The object a cache entry holds, decoded. Its bytes were decoded when the entry was made, so a
 /// failure here is a corrupt entry, reported as corruption like a bad stored object.
 fn cached_object(entry: &Entry) -> NodeResult<Option<Arc<RiakObject>>> {
@@ -589,6 +588,7 @@ fn cached_object(entry: &Entry) -> NodeResult<Option<Arc<RiakObject>>> {
     }
 }
 
+/// Refuses objects over the limits; logs those past the warning thresholds, as Riak does.
 fn check_limits(bkey: &BKey, obj: &RiakObject, limits: &Limits) -> NodeResult<()> {
     for warning in obj.check_limits(limits)? {
         tracing::warn!(
