@@ -82,9 +82,9 @@ impl KeyLock<'_> {
 
 /// A replica's merged object, ready to store.
 pub struct Staged {
-    /// The object the replica holds after the write. When changed, it is decoded from
-    /// `encoded`, so it owns one compact allocation and never pins a request's buffer (the
-    /// object cache keeps it).
+    /// The object the replica holds after the write: for the request's answer and the other
+    /// nodes' replicas, then dropped. It may point into the request's buffers; what outlives the
+    /// request (the object cache) keeps `encoded` instead.
     pub object: Arc<RiakObject>,
     /// The bytes to store; `None` when the replica already had (a descendant of) the object.
     pub encoded: Option<Bytes>,
@@ -97,16 +97,13 @@ pub struct Staged {
 }
 
 impl Staged {
-    fn changed(obj: RiakObject) -> NodeResult<Staged> {
-        let encoded = Bytes::from(codec::encode(&obj));
-        let object =
-            codec::decode_bytes(encoded.clone()).map_err(|e| NodeError::Corrupt(e.to_string()))?;
-        Ok(Staged {
-            object: Arc::new(object),
-            encoded: Some(encoded),
+    fn changed(obj: RiakObject) -> Staged {
+        Staged {
+            encoded: Some(Bytes::from(codec::encode(&obj))),
+            object: Arc::new(obj),
             records: Vec::new(),
             update: None,
-        })
+        }
     }
 
     fn unchanged(object: Arc<RiakObject>) -> Staged {
@@ -394,7 +391,7 @@ impl Vnode {
             UpdateError::Corrupt(e) => NodeError::Corrupt(e),
         })?;
         check_limits(bkey, &obj, rules.limits)?;
-        Staged::changed(obj)
+        Ok(Staged::changed(obj))
     }
 
     /// A replica's part of a write coordinated elsewhere (also read repair and handoff): merge

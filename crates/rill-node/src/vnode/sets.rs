@@ -283,7 +283,7 @@ impl Vnode {
         touched: &Touched,
         members: impl Iterator<Item = &'a Bytes>,
     ) -> NodeResult<Staged> {
-        let mut staged = Staged::changed(head_obj)?;
+        let mut staged = Staged::changed(head_obj);
         let mut records: Vec<(Vec<u8>, Option<Bytes>)> = Vec::new();
         if let Some(all) = legacy {
             for (m, dots) in all.iter() {
@@ -328,11 +328,11 @@ impl Vnode {
                         (record_key(skey, m), record)
                     })
                     .collect();
-                (Staged::changed(head_obj)?, records)
+                (Staged::changed(head_obj), records)
             }
             None => {
                 let gone = old.members().map(|m| (record_key(skey, m), None)).collect();
-                (Staged::changed(obj)?, gone)
+                (Staged::changed(obj), gone)
             }
         };
         staged.records = records;
