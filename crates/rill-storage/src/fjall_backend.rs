@@ -389,7 +389,8 @@ struct KeyspaceOptions {
 
 impl KeyspaceOptions {
     fn create(self) -> KeyspaceCreateOptions {
-        // `manual_journal_persist` stays false: each write flushes its journal record to the OS.
+        // `manual_journal_persist` stays false: each single write flushes its journal record to
+        // the OS (batches are written out by the commit that follows them, module docs).
         KeyspaceCreateOptions::default()
             .max_memtable_size(self.max_memtable_bytes)
             .compaction_strategy(Arc::new(
