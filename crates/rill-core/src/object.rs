@@ -218,6 +218,7 @@ impl RiakObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vclock::Actor;
 
     fn content(value: &[u8], deleted: bool) -> Content {
         let meta = Metadata {
@@ -265,6 +266,70 @@ mod tests {
             tag: Bytes::from_static(b"t"),
         });
         assert_eq!(object(vec![c]).approx_size(), base + 3 + 6 + 3);
+    }
+
+    #[test]
+    fn approx_size_is_the_sum_of_every_field() {
+        // Every fixed and optional field set, so each term of the sum is non-zero: content
+        // type 24 + charset 5 + encoding 4 + vtag 3 + last-modified 8 + tombstone flag 1.
+        let meta = Metadata {
+            charset: Some(Bytes::from_static(b"utf-8")),
+            content_encoding: Some(Bytes::from_static(b"gzip")),
+            vtag: Bytes::from_static(b"abc"),
+            last_modified_us: 7,
+            ..Metadata::default()
+        };
+        assert_eq!(meta.approx_size(), 24 + 5 + 4 + 3 + 8 + 1);
+        let c = Content::new(Bytes::from_static(b"value"), meta);
+        let bare = object(vec![c.clone()]);
+        assert_eq!(bare.approx_size(), 5 + 45);
+        // Each clock entry counts 24 bytes: an 8-byte actor, its counter and its timestamp.
+        let mut vclock = VClock::new();
+        vclock.increment(Actor(*b"actor--a"), 10);
+        vclock.increment(Actor(*b"actor--b"), 20);
+        assert_eq!(vclock.len(), 2);
+        let clocked = RiakObject::new(vclock, c);
+        assert_eq!(clocked.approx_size(), 2 * 24 + 5 + 45);
+    }
+
+    #[test]
+    fn an_object_exactly_at_a_limit_is_neither_warned_about_nor_refused() {
+        let obj = object(vec![content(&[0; 3000], false); 2]);
+        let size = obj.approx_size();
+        let at = Limits {
+            sibling_warn: 2,
+            sibling_max: 2,
+            size_warn: size,
+            size_max: size,
+        };
+        assert_eq!(obj.check_limits(&at), Ok(vec![]));
+        let below = Limits {
+            sibling_warn: 1,
+            sibling_max: 2,
+            size_warn: size - 1,
+            size_max: size,
+        };
+        assert_eq!(
+            obj.check_limits(&below),
+            Ok(vec![
+                LimitWarning::ManySiblings { count: 2, warn: 1 },
+                LimitWarning::LargeObject {
+                    size,
+                    warn: size - 1
+                },
+            ])
+        );
+        let over = Limits {
+            size_max: size - 1,
+            ..at
+        };
+        assert_eq!(
+            obj.check_limits(&over),
+            Err(LimitError::TooLarge {
+                size,
+                max: size - 1
+            })
+        );
     }
 
     #[test]

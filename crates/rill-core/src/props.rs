@@ -1180,6 +1180,81 @@ mod tests {
     }
 
     #[test]
+    fn booleans_take_riaks_spellings() {
+        let on = BucketProps::default_type()
+            .apply_json_patch(&json!({"allow_mult": true}))
+            .unwrap();
+        let off = BucketProps::default_type();
+        assert!(on.allow_mult && !off.allow_mult);
+        for (value, expected) in [
+            (json!(false), false),
+            (json!("false"), false),
+            (json!("FALSE"), false),
+            (json!(0), false),
+            (json!(-1), false),
+            (json!(true), true),
+            (json!("True"), true),
+            (json!(1), true),
+            (json!(7), true),
+        ] {
+            // From the opposite value, so a patch that changed nothing would show.
+            let base = if expected { &off } else { &on };
+            let p = base
+                .apply_json_patch(&json!({ "allow_mult": value }))
+                .unwrap();
+            assert_eq!(p.allow_mult, expected, "allow_mult: {value}");
+        }
+        let e = off
+            .apply_json_patch(&json!({"allow_mult": "no"}))
+            .unwrap_err();
+        assert_eq!(
+            e.to_json()["allow_mult"],
+            json!("allow_mult must be a boolean")
+        );
+    }
+
+    #[test]
+    fn sync_on_write_takes_each_of_its_three_values() {
+        let base = BucketProps::default_type();
+        assert_eq!(base.sync_on_write, SyncOnWrite::Backend);
+        for (value, expected) in [
+            ("one", SyncOnWrite::One),
+            ("all", SyncOnWrite::All),
+            ("backend", SyncOnWrite::Backend),
+        ] {
+            let from = if expected == SyncOnWrite::Backend {
+                base.apply_json_patch(&json!({"sync_on_write": "one"}))
+                    .unwrap()
+            } else {
+                base.clone()
+            };
+            let p = from
+                .apply_json_patch(&json!({ "sync_on_write": value }))
+                .unwrap();
+            assert_eq!(p.sync_on_write, expected, "sync_on_write: {value}");
+        }
+    }
+
+    #[test]
+    fn only_the_standard_key_hash_is_accepted() {
+        let base = BucketProps::default_type();
+        let std = json!({"chash_keyfun": {"mod": "riak_core_util", "fun": "chash_std_keyfun"}});
+        assert_eq!(
+            base.apply_json_patch(&std).unwrap().chash_keyfun,
+            ModFun::new("riak_core_util", "chash_std_keyfun")
+        );
+        for other in [
+            json!({"mod": "riak_core_util", "fun": "other_keyfun"}),
+            json!({"mod": "my_mod", "fun": "chash_std_keyfun"}),
+        ] {
+            let e = base
+                .apply_json_patch(&json!({ "chash_keyfun": other }))
+                .unwrap_err();
+            assert_eq!(err_props(&e), vec!["chash_keyfun"], "{other}");
+        }
+    }
+
+    #[test]
     fn quorums_must_fit_n_val() {
         let base = BucketProps::default_type();
         let e = base.apply_json_patch(&json!({"r": 4})).unwrap_err();
@@ -1190,6 +1265,11 @@ mod tests {
             .unwrap();
         let e = wide.apply_json_patch(&json!({"n_val": 3})).unwrap_err();
         assert_eq!(err_props(&e), vec!["n_val"]);
+        // A patch that sets both is told about the quorum it set.
+        let e = wide
+            .apply_json_patch(&json!({"n_val": 3, "pw": 4}))
+            .unwrap_err();
+        assert_eq!(err_props(&e), vec!["pw"]);
         assert_eq!(
             err_props(&base.apply_json_patch(&json!({"w": "default"})).unwrap_err()),
             vec!["w"]
@@ -1361,6 +1441,14 @@ mod tests {
         );
         let e = t.update(&json!({"hll_precision": 15})).unwrap_err();
         assert_eq!(err_props(&e), vec!["hll_precision"]);
+        // Setting the current precision again is not an increase.
+        let current = t.hll_precision.unwrap();
+        assert_eq!(
+            t.update(&json!({ "hll_precision": current }))
+                .unwrap()
+                .hll_precision,
+            Some(current)
+        );
     }
 
     #[test]
