@@ -12,7 +12,7 @@
 //! clock vectors) take about as much memory again as the bytes: a small object's entry weighed
 //! ~700 bytes decoded and weighs ~350 encoded, so the same budget holds twice the objects
 //! (measured: with 100 000 keys at n_val 3 on one node, 300 000 entries, the decoded cache
-//! missed on GETs enough to cost 40 % more CPU per request than one that held them all).
+//! missed on GETs enough to cost ~65 % more CPU per GET than one that held them all).
 //!
 //! Memory: an entry owns one compact allocation (an exact copy of what the engine returned, or
 //! the encoding a write produced), never a slice of a larger buffer — a request frame or a

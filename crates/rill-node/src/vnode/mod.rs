@@ -576,8 +576,9 @@ pub(crate) fn injected(point: &str) -> NodeError {
     ))
 }
 
-/// The object a cache entry holds, decoded. Its bytes were decoded when the entry was made, so a
-/// failure here is a corrupt entry, reported as corruption like a bad stored object.
+/// The object a cache entry holds, decoded. An entry's bytes are either decoded once before it
+/// is cached (a read) or the encoder's own output (a write), so a failure here is a corrupt
+/// entry, reported as corruption like a bad stored object.
 fn cached_object(entry: &Entry) -> NodeResult<Option<Arc<RiakObject>>> {
     match entry.object() {
         Ok(object) => Ok(object.map(Arc::new)),
