@@ -111,6 +111,14 @@ pub struct BackendStats {
     /// carried them (grouping ratio of buffered commits).
     pub journal_batches: u64,
     pub journal_flushes: u64,
+    /// Shape of the LSM trees, all partitions together: table files, those in level 0 (each
+    /// one more place a point read looks), and memtables sealed but not yet flushed.
+    pub tables: u64,
+    pub l0_tables: u64,
+    pub sealed_memtables: u64,
+    /// Compactions finished since start, and the time they took (milliseconds).
+    pub compactions: u64,
+    pub compaction_ms: u64,
 }
 
 /// One key of a [`Backend::write_batch`]: the value to store, or `None` to remove the key.

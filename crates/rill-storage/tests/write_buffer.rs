@@ -153,4 +153,16 @@ fn compaction_keeps_tables_near_their_target_size() {
         "largest table {largest} bytes, target {TARGET}: {last:?}"
     );
     assert!(store.get(&key(7)).unwrap().as_deref() == Some(&noise(7, 1000)[..]));
+    // `/stats` reports the tree: at least the tables that 40 MB at most 4 MiB each make (files
+    // of tables compacted away linger on disk until their last reader is gone, so the files
+    // only bound it from above), and the compactions that made them.
+    let stats = backend.stats();
+    assert!(
+        stats.tables >= BYTES / (4 * TARGET) && stats.tables <= last.len() as u64,
+        "{} files: {stats:?}",
+        last.len()
+    );
+    assert!(stats.l0_tables < stats.tables, "{stats:?}");
+    assert_eq!(stats.sealed_memtables, 0, "{stats:?}");
+    assert!(stats.compactions > 0, "{stats:?}");
 }

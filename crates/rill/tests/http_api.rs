@@ -506,6 +506,11 @@ fn preflist_ping_stats_and_resource_map() {
         "storage_fsyncs_total",
         "storage_journal_batches_total",
         "storage_journal_flushes_total",
+        "storage_tables",
+        "storage_l0_tables",
+        "storage_sealed_memtables",
+        "storage_compactions_total",
+        "storage_compaction_ms_total",
     ] {
         assert!(stats[k].is_u64(), "{k}");
     }
