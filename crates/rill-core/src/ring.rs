@@ -658,6 +658,41 @@ mod tests {
     }
 
     #[test]
+    fn members_are_the_distinct_owners_sorted() {
+        let ring = Ring::from_owners(nodes(&["c", "a", "c", "b", "a", "c", "a", "b"])).unwrap();
+        assert_eq!(ring.members(), nodes(&["a", "b", "c"]));
+        assert_eq!(ring.partitions_of(&NodeName::from("a")), vec![1, 4, 6]);
+        assert_eq!(ring.owner(3), Some(&NodeName::from("b")));
+        assert_eq!(ring.owner(8), None);
+    }
+
+    #[test]
+    fn incremental_claim_moves_only_what_must_move() {
+        // Member 1 holds its share (3 of 8), member 0 five against a share of 3: newcomer 2
+        // takes two partitions, both from member 0, though member 1's partitions come first
+        // in partition order.
+        let current = [1, 1, 1, 0, 0, 0, 0, 0];
+        let claimed = incremental_claim(&current, 3, 2);
+        let moved: Vec<usize> = (0..8).filter(|&p| claimed[p] != current[p]).collect();
+        assert_eq!(moved.len(), 2, "{claimed:?}");
+        assert!(
+            moved.iter().all(|&p| current[p] == 0 && claimed[p] == 2),
+            "{claimed:?}"
+        );
+        // A departed owner's partitions (no member) are all that moves when the members hold
+        // their shares, one to each.
+        let gone = usize::MAX;
+        let current = [0, 1, gone, 0, 1, gone, 0, 1];
+        let claimed = incremental_claim(&current, 2, 2);
+        for p in [0, 1, 3, 4, 6, 7] {
+            assert_eq!(claimed[p], current[p], "{claimed:?}");
+        }
+        let mut taken = [claimed[2], claimed[5]];
+        taken.sort();
+        assert_eq!(taken, [0, 1], "{claimed:?}");
+    }
+
+    #[test]
     fn serde_round_trip_validates() {
         let ring = perfect(8, &["a", "b"]);
         let json = serde_json::to_string(&ring).unwrap();
