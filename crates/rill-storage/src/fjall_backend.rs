@@ -95,8 +95,8 @@
 //! and yields within microseconds when a request is ready; a closed-loop load leaves enough of
 //! those moments that compaction kept up (the same table count after 5 minutes). Measured
 //! 2026-12-07, 300 s PUT runs over 10 M keys on a quiet machine: p99.9 11.9 and 12.6 ms at
-//! nice 0, 8.4 and 8.7 ms at nice 19, the mean unchanged (19.2 and 18.9 k put/s against 19.9 and 20.0 k).
-//! A second worker at nice 19 was worse again: 21 seconds below 0.7 of the mean.
+//! nice 0, 8.4 and 8.7 ms at nice 19, the mean unchanged (19.2 and 18.9 k put/s against 19.9
+//! and 20.0 k). A second worker at nice 19 was worse again: 21 seconds below 0.7 of the mean.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -372,11 +372,6 @@ impl Backend for FjallBackend {
             sealed_memtables += p.keyspace.sealed_memtable_count() as u64;
         }
         BackendStats {
-            tables,
-            l0_tables,
-            sealed_memtables,
-            compactions: self.db.compactions_completed() as u64,
-            compaction_ms: self.db.time_compacting().as_millis() as u64,
             // fjall marks these two accessors experimental; they are read-only counters.
             write_buffer_bytes: self.db.write_buffer_size(),
             block_cache_bytes: self.db.cache_size(),
@@ -385,6 +380,11 @@ impl Backend for FjallBackend {
             fsyncs: commits.persists,
             journal_batches: self.staged.written.load(Ordering::Relaxed),
             journal_flushes: self.staged.flushes.load(Ordering::Relaxed),
+            tables,
+            l0_tables,
+            sealed_memtables,
+            compactions: self.db.compactions_completed() as u64,
+            compaction_ms: self.db.time_compacting().as_millis() as u64,
         }
     }
 
