@@ -166,30 +166,44 @@ enum Pick {
 }
 
 fn merge_pair(a: &RiakObject, b: &RiakObject, opts: &MergeOptions) -> Pick {
-    match relation(&a.vclock, &b.vclock) {
-        Relation::Descends => Pick::Left,
-        Relation::Ancestor => Pick::Right,
-        Relation::Equal if a == b => Pick::Left,
-        // Data types merge their states whenever neither side contains the other.
-        _ if opts.datatype.is_some() => match opts
-            .datatype
-            .and_then(|dt| crdt::object::merge_objects(a, b, dt))
-        {
-            Some(obj) => Pick::Merged(obj),
-            None => Pick::Merged(syntactic_merge(a, b, opts)),
-        },
-        // Same history but different contents should not happen (a dot names one write);
-        // if it does, keep everything rather than guess.
-        Relation::Equal => {
-            let contents = a.contents.iter().chain(&b.contents).cloned().collect();
-            Pick::Merged(finish(a.vclock.merge(&b.vclock), contents, opts))
-        }
-        Relation::Concurrent => Pick::Merged(syntactic_merge(a, b, opts)),
+    let relation = relation(&a.vclock, &b.vclock);
+    if relation == Relation::Equal && a == b {
+        return Pick::Left;
     }
+    let one_value = opts.last_write_wins || !opts.allow_mult;
+    // A descendant holds everything that survives of its ancestor when the siblings follow
+    // from the clock: with dots (a writer drops exactly what it saw), with one value, and
+    // with data types (states that absorb their past). Classic clocks break that: a writer
+    // that did not see the whole object keeps even the siblings it had seen, so a
+    // descendant can still hold one its ancestor had dropped, and only the join by dots
+    // below gives every merge order the same answer.
+    if opts.dvv_enabled || one_value || opts.datatype.is_some() {
+        match relation {
+            Relation::Descends => return Pick::Left,
+            Relation::Ancestor => return Pick::Right,
+            Relation::Equal | Relation::Concurrent => {}
+        }
+    }
+    // Data types merge their states whenever neither side contains the other.
+    if let Some(obj) = opts
+        .datatype
+        .and_then(|dt| crdt::object::merge_objects(a, b, dt))
+    {
+        return Pick::Merged(obj);
+    }
+    if one_value {
+        // The newest of both sides. Never the dot join: with skewed clocks each side may
+        // have dropped the other's only value, and the join would keep neither.
+        let contents = a.contents.iter().chain(&b.contents).cloned().collect();
+        return Pick::Merged(finish(a.vclock.merge(&b.vclock), contents, opts));
+    }
+    Pick::Merged(syntactic_merge(a, b, opts))
 }
 
-/// Merges two concurrent objects: the union of their histories, and every sibling that the
-/// other side has not superseded.
+/// Merges two objects by their dots: the union of their histories, and every sibling that
+/// the other side has not superseded. Seen as the pair (siblings, history), this is a join:
+/// a sibling one side has dropped under a clock covering its dot stays dropped, whatever
+/// the order of merges, so it is commutative, associative and idempotent.
 fn syntactic_merge(a: &RiakObject, b: &RiakObject, opts: &MergeOptions) -> RiakObject {
     let contents = survivors(a, b).chain(survivors(b, a)).cloned().collect();
     finish(a.vclock.merge(&b.vclock), contents, opts)
@@ -469,9 +483,10 @@ mod tests {
     }
 
     #[test]
-    fn the_same_clock_with_different_siblings_keeps_them_all() {
-        // Not made by any write (a dot names one write), but if replicas ever disagree this
-        // way the merge keeps every sibling rather than guess, whichever side comes first.
+    fn a_sibling_dropped_under_the_same_clock_stays_dropped() {
+        // Two objects with one history, one of them without sibling a: a was dropped by
+        // something that saw it, so every merge order leaves it out, as when the clocks are
+        // concurrent. Keeping the union would revive it in some merge orders only.
         let a = put(None, &VClock::new(), "a", 1, 1, &DVV);
         let ab = put(Some(&a), &VClock::new(), "b", 1, 2, &DVV);
         let only_b = RiakObject {
@@ -484,22 +499,57 @@ mod tests {
                 .collect(),
         };
         assert_eq!(relation(&only_b.vclock, &ab.vclock), Relation::Equal);
-        assert_eq!(
-            reconcile(&[only_b.clone(), ab.clone()], &DVV),
-            Some(ab.clone())
-        );
-        assert_eq!(
-            reconcile(&[ab.clone(), only_b.clone()], &DVV),
-            Some(ab.clone())
-        );
-        assert_eq!(
-            replica_merge(Some(&only_b), &ab, &DVV),
-            ReplicaMerge::Store(ab.clone())
-        );
-        assert_eq!(
-            replica_merge(Some(&ab), &only_b, &DVV),
-            ReplicaMerge::Unchanged
-        );
+        for opts in [DVV, CLASSIC] {
+            let pair = [only_b.clone(), ab.clone()];
+            assert_eq!(reconcile(&pair, &opts), Some(only_b.clone()), "{opts:?}");
+            let pair = [ab.clone(), only_b.clone()];
+            assert_eq!(reconcile(&pair, &opts), Some(only_b.clone()), "{opts:?}");
+            let kept = replica_merge(Some(&only_b), &ab, &opts);
+            assert_eq!(kept, ReplicaMerge::Unchanged, "{opts:?}");
+            let dropped = replica_merge(Some(&ab), &only_b, &opts);
+            assert_eq!(dropped, ReplicaMerge::Store(only_b.clone()), "{opts:?}");
+        }
+    }
+
+    #[test]
+    fn a_classic_descendant_loses_the_siblings_its_ancestor_dropped() {
+        // Vnode 2 replaced w0 and w1 (its writer read both); vnode 1 then took a write whose
+        // client read vnode 2, but classic clocks keep w0 and w1 there because that client
+        // had not seen w3. The descendant must not win whole: merged in any order with a
+        // third object, w0 and w1 stay dropped.
+        let w0 = put(None, &VClock::new(), "w0", 1, 1, &CLASSIC);
+        let w1 = put(Some(&w0), &VClock::new(), "w1", 1, 2, &CLASSIC);
+        let w2 = put(None, &w1.vclock, "w2", 2, 3, &CLASSIC);
+        let w3 = put(Some(&w1), &VClock::new(), "w3", 1, 4, &CLASSIC);
+        let w4 = put(None, &VClock::new(), "w4", 0, 5, &CLASSIC);
+        let w5 = put(Some(&w2), &VClock::new(), "w5", 2, 6, &CLASSIC);
+        let w6 = put(Some(&w3), &w5.vclock, "w6", 1, 7, &CLASSIC);
+        assert_eq!(values(&w6), vec![&b"w0"[..], b"w1", b"w3", b"w6"]);
+        assert_eq!(relation(&w6.vclock, &w5.vclock), Relation::Descends);
+        let merged = reconcile(&[w6.clone(), w5.clone()], &CLASSIC).unwrap();
+        assert_eq!(values(&merged), vec![&b"w3"[..], b"w6"]);
+        let all = reconcile(&[w6.clone(), w5.clone(), w4.clone()], &CLASSIC).unwrap();
+        assert_eq!(values(&all), vec![&b"w3"[..], b"w4", b"w6"]);
+        assert_eq!(reconcile(&[w5, w4, w6], &CLASSIC), Some(all));
+    }
+
+    #[test]
+    fn one_value_merges_keep_a_value_under_skewed_clocks() {
+        // x was replaced by w and y by z, but each replacement is stamped older than what it
+        // replaced, so each side kept the other's replaced value. The merge keeps the newest
+        // of the two, never neither.
+        let y = put(None, &VClock::new(), "y", 2, 5, &SINGLE);
+        let z = put(Some(&y), &y.vclock, "z", 2, 6, &SINGLE);
+        let x = put(None, &VClock::new(), "x", 1, 10, &SINGLE);
+        let w = put(Some(&x), &x.vclock, "w", 1, 3, &SINGLE);
+        let left = reconcile(&[x.clone(), z.clone()], &SINGLE).unwrap();
+        let right = reconcile(&[w.clone(), y.clone()], &SINGLE).unwrap();
+        assert_eq!(values(&left), vec![b"x"]);
+        assert_eq!(values(&right), vec![b"y"]);
+        assert_eq!(relation(&left.vclock, &right.vclock), Relation::Concurrent);
+        let merged = reconcile(&[left.clone(), right.clone()], &SINGLE).unwrap();
+        assert_eq!(values(&merged), vec![b"x"]);
+        assert_eq!(reconcile(&[right, left], &SINGLE), Some(merged));
     }
 
     #[test]
