@@ -242,13 +242,6 @@ impl Ring {
         (0..n.min(size)).map(move |i| (first + i) % size)
     }
 
-    /// The preference list with each partition's owner.
-    pub fn primaries(&self, hash: &[u8; 20], n: u32) -> Vec<(PartitionId, NodeName)> {
-        self.preflist(hash, n)
-            .map(|p| (p, self.owners[p as usize].clone()))
-            .collect()
-    }
-
     /// The active preference list (sloppy quorum), as Riak's `get_apl_ann`: the primaries that
     /// are up, in preference order, then one fallback per down primary. Fallbacks are found by
     /// walking the partitions that follow the first `n` clockwise, once around the rest of the

@@ -26,6 +26,8 @@ use super::{Api, HttpError, body, bucket_of};
 const META_PREFIX: &str = "x-riak-meta-";
 const INDEX_PREFIX: &str = "x-riak-index-";
 const VCLOCK: &str = "x-riak-vclock";
+/// `X-Riak-If-Not-Modified: <vclock>`: write only if the stored clock is still that one.
+const IF_NOT_MODIFIED: &str = "x-riak-if-not-modified";
 
 /// Dispatches an object request by method. `key` is `None` for a POST that asks the server to
 /// choose the key.
@@ -73,16 +75,7 @@ async fn get(
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, HttpError> {
-    let opts = GetOptions {
-        r: params.quorum("r")?,
-        pr: params.quorum("pr")?,
-        basic_quorum: params.flag("basic_quorum")?,
-        notfound_ok: params.flag("notfound_ok")?,
-        deleted_vclock: true,
-        timeout: params.timeout()?,
-        ..GetOptions::default()
-    };
-    match api.node.get(&bkey, &opts).await? {
+    match api.node.get(&bkey, &get_options(params)?).await? {
         GetResponse::Found(obj) => {
             if let Some(vtag) = params.get("vtag") {
                 let Some(c) = obj
@@ -145,11 +138,7 @@ async fn put(
     // Held until the write has been answered: the value's bytes stay charged to the budget.
     let body = body::read(api, req, api.config.max_body).await?;
     let value = body.bytes.clone();
-    // `X-Riak-If-Not-Modified: <vclock>`: write only if the stored clock is still that one.
-    let if_not_modified = headers
-        .get("x-riak-if-not-modified")
-        .map(parse_vclock)
-        .transpose()?;
+    let if_not_modified = headers.get(IF_NOT_MODIFIED).map(parse_vclock).transpose()?;
     let context = match (&if_not_modified, headers.get(VCLOCK)) {
         (Some(expected), _) => expected.clone(),
         (None, Some(v)) => parse_vclock(v)?,
@@ -168,18 +157,8 @@ async fn put(
         deleted: false,
     };
     let return_body = params.flag("returnbody")?.unwrap_or(false);
-    let if_match = headers.get(header::IF_MATCH).cloned();
-    let opts = PutOptions {
-        w: params.quorum("w")?,
-        dw: params.quorum("dw")?,
-        pw: params.quorum("pw")?,
-        return_body: return_body || if_match.is_some(),
-        if_none_match: headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*"),
-        if_not_modified: if_not_modified.is_some(),
-        timeout: params.timeout()?,
-        ..PutOptions::default()
-    };
-    if let Some(expected) = &if_match {
+    let opts = put_options(params, headers, return_body)?;
+    if let Some(expected) = headers.get(header::IF_MATCH) {
         check_if_match(api, &bkey, expected).await?;
     }
     let req = PutRequest {
@@ -244,7 +223,57 @@ async fn delete(
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, HttpError> {
-    let opts = DeleteOptions {
+    let status = match api
+        .node
+        .delete(&bkey, &delete_options(params, headers)?)
+        .await?
+    {
+        DeleteOutcome::Deleted => StatusCode::NO_CONTENT,
+        DeleteOutcome::NotFound => StatusCode::NOT_FOUND,
+    };
+    Ok(Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .expect("valid"))
+}
+
+/// What a GET's query asks of the read. A tombstone's clock is always asked for: a 404 carries
+/// it, so a client can write over the delete without a sibling.
+fn get_options(params: &Params) -> Result<GetOptions, HttpError> {
+    Ok(GetOptions {
+        r: params.quorum("r")?,
+        pr: params.quorum("pr")?,
+        basic_quorum: params.flag("basic_quorum")?,
+        notfound_ok: params.flag("notfound_ok")?,
+        deleted_vclock: true,
+        timeout: params.timeout()?,
+        ..GetOptions::default()
+    })
+}
+
+/// What a PUT's query and headers ask of the write. `return_body` is the client's
+/// `returnbody`; an `If-Match` write asks for the stored object too.
+fn put_options(
+    params: &Params,
+    headers: &HeaderMap,
+    return_body: bool,
+) -> Result<PutOptions, HttpError> {
+    Ok(PutOptions {
+        w: params.quorum("w")?,
+        dw: params.quorum("dw")?,
+        pw: params.quorum("pw")?,
+        return_body: return_body || headers.contains_key(header::IF_MATCH),
+        if_none_match: headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == "*"),
+        if_not_modified: headers.contains_key(IF_NOT_MODIFIED),
+        timeout: params.timeout()?,
+        ..PutOptions::default()
+    })
+}
+
+/// What a DELETE's query and headers ask of the delete: its quorums, and the clock the client
+/// read, if it sent one.
+fn delete_options(params: &Params, headers: &HeaderMap) -> Result<DeleteOptions, HttpError> {
+    Ok(DeleteOptions {
         rw: params.quorum("rw")?,
         r: params.quorum("r")?,
         w: params.quorum("w")?,
@@ -254,15 +283,7 @@ async fn delete(
         vclock: headers.get(VCLOCK).map(parse_vclock).transpose()?,
         timeout: params.timeout()?,
         ..DeleteOptions::default()
-    };
-    let status = match api.node.delete(&bkey, &opts).await? {
-        DeleteOutcome::Deleted => StatusCode::NO_CONTENT,
-        DeleteOutcome::NotFound => StatusCode::NOT_FOUND,
-    };
-    Ok(Response::builder()
-        .status(status)
-        .body(Body::empty())
-        .expect("valid"))
+    })
 }
 
 /// One sibling as a full response: value as body, metadata as headers.
@@ -598,6 +619,8 @@ fn bad(e: impl std::fmt::Display) -> HttpError {
 
 #[cfg(test)]
 mod tests {
+    use rill_core::props::Quorum;
+
     use super::*;
 
     #[test]
@@ -778,6 +801,107 @@ mod tests {
         );
         assert_bad_request(
             parse_vclock(&HeaderValue::from_static("AAAA")),
+            "Invalid X-Riak-Vclock header",
+        );
+    }
+
+    fn query(q: &str) -> Params {
+        Params::parse(Some(q))
+    }
+
+    #[test]
+    fn a_gets_query_sets_each_read_option() {
+        let o = get_options(&query(
+            "r=2&pr=quorum&basic_quorum=true&notfound_ok=false&timeout=1500",
+        ))
+        .unwrap();
+        assert_eq!(o.r, Some(Quorum::N(2)));
+        assert_eq!(o.pr, Some(Quorum::Quorum));
+        assert_eq!(o.basic_quorum, Some(true));
+        assert_eq!(o.notfound_ok, Some(false));
+        assert_eq!(o.timeout, Some(Duration::from_millis(1500)));
+        assert!(o.deleted_vclock, "a 404 carries the tombstone's clock");
+        let o = get_options(&query("notfound_ok=true&basic_quorum=false")).unwrap();
+        assert_eq!((o.notfound_ok, o.basic_quorum), (Some(true), Some(false)));
+        let o = get_options(&Params::parse(None)).unwrap();
+        assert_eq!(
+            (o.r, o.pr, o.basic_quorum, o.notfound_ok),
+            (None, None, None, None)
+        );
+        assert_eq!(o.timeout, None);
+        assert!(o.deleted_vclock);
+        assert_bad_request(
+            get_options(&query("pr=most")),
+            "pr query parameter must be an integer or one of the following words: 'one', \
+             'quorum', 'all' or 'default'",
+        );
+    }
+
+    #[test]
+    fn a_puts_query_and_headers_set_each_write_option() {
+        let mut h = HeaderMap::new();
+        let o = put_options(&query("w=one&dw=all&pw=default&timeout=20"), &h, false).unwrap();
+        assert_eq!(o.w, Some(Quorum::One));
+        assert_eq!(o.dw, Some(Quorum::All));
+        assert_eq!(o.pw, Some(Quorum::Default));
+        assert_eq!(o.timeout, Some(Duration::from_millis(20)));
+        assert!(!o.return_body && !o.if_none_match && !o.if_not_modified);
+        assert!(put_options(&query(""), &h, true).unwrap().return_body);
+        // Only `If-None-Match: *` asks for "no object yet".
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(!put_options(&query(""), &h, false).unwrap().if_none_match);
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(put_options(&query(""), &h, false).unwrap().if_none_match);
+        h.insert(
+            IF_NOT_MODIFIED,
+            HeaderValue::from_static("a85hYGBgzGDKBVIcypz/fgaUHjTNYEpk"),
+        );
+        assert!(put_options(&query(""), &h, false).unwrap().if_not_modified);
+        let o = put_options(&query(""), &h, false).unwrap();
+        assert!(!o.return_body, "no If-Match, no returnbody");
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(put_options(&query(""), &h, false).unwrap().return_body);
+        assert_bad_request(
+            put_options(&query("dw=x"), &h, false),
+            "dw query parameter must be an integer or one of the following words: 'one', \
+             'quorum', 'all' or 'default'",
+        );
+        assert_bad_request(
+            put_options(&query("timeout=soon"), &h, false),
+            "timeout query parameter must be an integer (milliseconds)",
+        );
+    }
+
+    #[test]
+    fn a_deletes_query_and_clock_set_each_delete_option() {
+        let mut clock = VClock::new();
+        clock.increment(rill_core::vclock::Actor(*b"actor-01"), 100);
+        let mut h = HeaderMap::new();
+        h.insert(VCLOCK, vclock_header(&clock));
+        let o = delete_options(
+            &query("rw=one&r=2&w=3&pr=all&pw=quorum&dw=default&timeout=7"),
+            &h,
+        )
+        .unwrap();
+        assert_eq!(
+            [o.rw, o.r, o.w, o.pr, o.pw, o.dw],
+            [
+                Some(Quorum::One),
+                Some(Quorum::N(2)),
+                Some(Quorum::N(3)),
+                Some(Quorum::All),
+                Some(Quorum::Quorum),
+                Some(Quorum::Default),
+            ]
+        );
+        assert_eq!(o.vclock, Some(clock));
+        assert_eq!(o.timeout, Some(Duration::from_millis(7)));
+        let o = delete_options(&Params::parse(None), &HeaderMap::new()).unwrap();
+        assert_eq!([o.rw, o.r, o.w, o.pr, o.pw, o.dw], [None; 6]);
+        assert_eq!((o.vclock, o.timeout), (None, None));
+        h.insert(VCLOCK, HeaderValue::from_static("not base64!"));
+        assert_bad_request(
+            delete_options(&query(""), &h),
             "Invalid X-Riak-Vclock header",
         );
     }
