@@ -660,6 +660,19 @@ mod tests {
     }
 
     #[test]
+    fn spacing_violations_name_the_partitions_that_repeat_a_node() {
+        // a b a c b c d d: with preference lists of 3, partitions 0 (a again at 2), 3 (c at 5)
+        // and 6 (d at 7) repeat a node; with lists of 2 only 6 does.
+        let ring = Ring::from_owners(nodes(&["a", "b", "a", "c", "b", "c", "d", "d"])).unwrap();
+        assert_eq!(ring.spacing_violations(3), vec![0, 3, 6]);
+        assert_eq!(ring.spacing_violations(2), vec![6]);
+        assert_eq!(ring.spacing_violations(1), Vec::<PartitionId>::new());
+        // Around the end of the ring: d at 7 and at 0.
+        let ring = Ring::from_owners(nodes(&["d", "a", "b", "c", "a", "b", "c", "d"])).unwrap();
+        assert_eq!(ring.spacing_violations(2), vec![7]);
+    }
+
+    #[test]
     fn incremental_claim_moves_only_what_must_move() {
         // Member 1 holds its share (3 of 8), member 0 five against a share of 3: newcomer 2
         // takes two partitions, both from member 0, though member 1's partitions come first
