@@ -673,6 +673,27 @@ mod tests {
     }
 
     #[test]
+    fn the_members_owning_the_most_keep_the_remainder() {
+        // 8 partitions over 3 members: shares of 3, 3 and 2. c owns 4 and b 3, so c and b keep
+        // the two larger shares (not a and b, first in member order) and a takes its second
+        // partition from c, the only member above its share, though b's partition 3 is where
+        // a's would be best spread (opposite 7): one move.
+        let ring = Ring::from_owners(nodes(&["c", "c", "c", "b", "c", "b", "b", "a"])).unwrap();
+        let (claimed, report) = ring.claim(&nodes(&["a", "b", "c"]), 1);
+        let moves: Vec<(&str, &str)> = report
+            .transfers
+            .iter()
+            .map(|t| (t.from.as_str(), t.to.as_str()))
+            .collect();
+        assert_eq!(moves, [("c", "a")], "{:?}", claimed.owners());
+        let shares: Vec<usize> = nodes(&["a", "b", "c"])
+            .iter()
+            .map(|n| claimed.partitions_of(n).len())
+            .collect();
+        assert_eq!(shares, [2, 3, 3]);
+    }
+
+    #[test]
     fn incremental_claim_moves_only_what_must_move() {
         // Member 1 holds its share (3 of 8), member 0 five against a share of 3: newcomer 2
         // takes two partitions, both from member 0, though member 1's partitions come first
