@@ -453,15 +453,23 @@ fn quotas(current: &[usize], members: usize) -> Vec<usize> {
 
 /// Cyclic distance from `p` to the nearest partition in `own` (or `size` if `own` is empty).
 fn nearest(own: &BTreeSet<usize>, p: usize, size: usize) -> usize {
+    if own.contains(&p) {
+        0
+    } else {
+        nearest_other(own, p, size)
+    }
+}
+
+/// Cyclic distance from `p` to the nearest partition in `own` other than `p` itself (or `size`
+/// if there is none): how close a member's *other* partitions are to one it holds.
+fn nearest_other(own: &BTreeSet<usize>, p: usize, size: usize) -> usize {
     let dist = |q: usize| {
         let d = p.abs_diff(q);
         d.min(size - d)
     };
-    let after = own.range(p..).next().or_else(|| own.iter().next());
-    let before = own
-        .range(..p)
-        .next_back()
-        .or_else(|| own.iter().next_back());
+    let mut others = own.range(p + 1..).chain(own.range(..p));
+    let after = others.next();
+    let before = others.next_back();
     after
         .into_iter()
         .chain(before)
@@ -498,7 +506,7 @@ fn incremental_claim(current: &[usize], members: usize, spacing: usize) -> Vec<u
                 let donor = owners[p];
                 let dist = nearest(&own[taker], p, size);
                 let orphan = donor == usize::MAX;
-                let donor_crowded = !orphan && nearest(&own[donor], p, size) < spacing;
+                let donor_crowded = !orphan && nearest_other(&own[donor], p, size) < spacing;
                 (
                     dist >= spacing,
                     orphan,
@@ -691,6 +699,64 @@ mod tests {
             .map(|n| claimed.partitions_of(n).len())
             .collect();
         assert_eq!(shares, [2, 3, 3]);
+    }
+
+    #[test]
+    fn nearest_measures_around_the_ring() {
+        let set = |ps: &[usize]| ps.iter().copied().collect::<BTreeSet<usize>>();
+        assert_eq!(nearest(&set(&[3]), 3, 8), 0);
+        assert_eq!(nearest(&set(&[0]), 7, 8), 1, "across the wrap");
+        assert_eq!(nearest(&set(&[1, 6]), 3, 8), 2);
+        assert_eq!(nearest(&set(&[]), 3, 8), 8);
+        // The partition itself does not count as one of the others.
+        assert_eq!(nearest_other(&set(&[3]), 3, 8), 8);
+        assert_eq!(nearest_other(&set(&[1, 3]), 3, 8), 2);
+        assert_eq!(nearest_other(&set(&[0, 3]), 3, 8), 3);
+        assert_eq!(nearest_other(&set(&[0, 3, 6]), 0, 8), 2, "across the wrap");
+    }
+
+    #[test]
+    fn a_newcomer_takes_partitions_that_crowd_their_donor() {
+        // 6 partitions, 3 members, spacing 2: members 0 and 1 hold 3 each against shares of 2.
+        // Newcomer 2 first takes 0 (its donor's 1 is adjacent; lowest of the crowded ones), then
+        // 4 rather than 2: both are 2 from its own 0, but 4 sits beside its donor's 5, and taking
+        // 2 would leave member 1 with 4 and 5 adjacent.
+        let claimed = incremental_claim(&[0, 0, 1, 0, 1, 1], 3, 2);
+        assert_eq!(claimed, [2, 0, 1, 0, 2, 1]);
+        assert!(violations(&claimed, 2).is_empty());
+    }
+
+    #[test]
+    fn a_newcomer_spreads_its_partitions_by_the_ideal_gap() {
+        // With no spacing to keep (1), only the ideal gap (8 / 4 = 2) spreads the newcomer's
+        // partitions: every other one, not the neighbours of its first.
+        let claimed = incremental_claim(&[0; 8], 2, 1);
+        assert_eq!(claimed, [1, 0, 1, 0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn labelling_matches_the_largest_overlaps_first() {
+        let pattern = [0, 1, 2, 0, 1, 2];
+        let gone = usize::MAX;
+        let current = [1, 1, 0, gone, 2, 0];
+        // Label 2 and member 0 share partitions 2 and 5; then label 0 goes to member 1 and
+        // label 1, whose member 1 is taken, to member 2.
+        assert_eq!(best_labelling(&current, &pattern, 0, 3), (4, vec![1, 2, 0]));
+        // One partition on, every label keeps its own member.
+        assert_eq!(best_labelling(&current, &pattern, 1, 3), (4, vec![0, 1, 2]));
+        // Labels with no overlap take the free members in order.
+        assert_eq!(best_labelling(&[1; 6], &pattern, 0, 3), (2, vec![1, 0, 2]));
+    }
+
+    #[test]
+    fn the_pattern_claim_keeps_the_rotation_that_keeps_the_most() {
+        let pattern = spaced_pattern(7, 3);
+        // Nothing to keep: the first rotation, labels in order.
+        assert_eq!(pattern_claim(&[usize::MAX; 7], 3), pattern);
+        // A relabelled rotation of the pattern is kept whole.
+        let relabel = [2, 0, 1];
+        let current: Vec<usize> = (0..7).map(|p| relabel[pattern[(p + 3) % 7]]).collect();
+        assert_eq!(pattern_claim(&current, 3), current);
     }
 
     #[test]
