@@ -142,23 +142,25 @@ fn compaction_keeps_tables_near_their_target_size() {
     let largest = last.iter().max().copied().unwrap_or(0);
     let total: u64 = last.iter().sum();
     // All the data is on disk, spread over many tables, none far above the target. Flushed
-    // memtables (level 0) can be a few times the budget, which they pass while a flush is
-    // queued; fjall's default, 64 MiB tables, merged it into files of 35 and 42 MB.
+    // memtables (level 0) can be a few times the budget, which they pass while a seal waits for
+    // a core: 4.3 MB here on a machine busy with a second build (CI beside a mutation run).
+    // fjall's default, 64 MiB tables, merged it into files of 35 and 42 MB: the bound of 8x
+    // the target tells the two apart.
     assert!(
         total >= BYTES * 9 / 10,
         "{total} bytes of tables for {BYTES} written"
     );
     assert!(
-        largest <= 4 * TARGET,
+        largest <= 8 * TARGET,
         "largest table {largest} bytes, target {TARGET}: {last:?}"
     );
     assert!(store.get(&key(7)).unwrap().as_deref() == Some(&noise(7, 1000)[..]));
-    // `/stats` reports the tree: at least the tables that 40 MB at most 4 MiB each make (files
+    // `/stats` reports the tree: at least the tables that 40 MB at most 8 MiB each make (files
     // of tables compacted away linger on disk until their last reader is gone, so the files
     // only bound it from above), and the compactions that made them.
     let stats = backend.stats();
     assert!(
-        stats.tables >= BYTES / (4 * TARGET) && stats.tables <= last.len() as u64,
+        stats.tables >= BYTES / (8 * TARGET) && stats.tables <= last.len() as u64,
         "{} files: {stats:?}",
         last.len()
     );
