@@ -194,12 +194,27 @@ fn siblings_are_kept_listed_and_resolved() {
         .unwrap();
     assert_eq!(props.status(), 204);
     let url = node.url("/buckets/s/keys/k");
-    for v in ["one", "two"] {
-        h.put(&url)
-            .header("Content-Type", "text/plain")
-            .send(v)
-            .unwrap();
-    }
+    let first = h
+        .put(&url)
+        .header("Content-Type", "text/plain")
+        .send("one")
+        .unwrap();
+    assert_eq!(first.status(), 204);
+    // A write that makes siblings and asks for the body gets them all, as a GET would.
+    let second = h
+        .put(&format!("{url}?returnbody=true"))
+        .header("Content-Type", "text/plain")
+        .header("Accept", "multipart/mixed")
+        .send("two")
+        .unwrap();
+    assert_eq!(second.status(), 300);
+    let ctype = header(&second, "content-type").unwrap();
+    assert!(ctype.starts_with("multipart/mixed"), "{ctype}");
+    let returned = body(second);
+    assert!(
+        returned.contains("\r\n\r\none\r\n") && returned.contains("\r\n\r\ntwo\r\n"),
+        "{returned:?}"
+    );
     let resp = h.get(&url).header("Accept", "text/plain").call().unwrap();
     assert_eq!(resp.status(), 300);
     let vclock = header(&resp, "x-riak-vclock").unwrap();
