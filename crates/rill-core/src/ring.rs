@@ -727,6 +727,18 @@ mod tests {
     }
 
     #[test]
+    fn the_member_furthest_below_its_share_chooses_first() {
+        // 6 partitions, 3 members with shares of 2, spacing 2; partitions 0, 2 and 3 have no
+        // member. Newcomer 2 (two short) takes 0 first, then member 0 (one short) takes 2, two
+        // from its 4, and member 2 takes 3. Had member 0 chosen first it would have taken 0,
+        // leaving member 2 the adjacent 2 and 3.
+        let gone = usize::MAX;
+        let claimed = incremental_claim(&[gone, 1, gone, gone, 0, 1], 3, 2);
+        assert_eq!(claimed, [2, 1, 0, 2, 0, 1]);
+        assert!(violations(&claimed, 2).is_empty());
+    }
+
+    #[test]
     fn a_newcomer_spreads_its_partitions_by_the_ideal_gap() {
         // With no spacing to keep (1), only the ideal gap (8 / 4 = 2) spreads the newcomer's
         // partitions: every other one, not the neighbours of its first.
@@ -746,6 +758,11 @@ mod tests {
         assert_eq!(best_labelling(&current, &pattern, 1, 3), (4, vec![0, 1, 2]));
         // Labels with no overlap take the free members in order.
         assert_eq!(best_labelling(&[1; 6], &pattern, 0, 3), (2, vec![1, 0, 2]));
+        // The larger overlap wins even when its label comes later: label 1 agrees with member 0
+        // on three partitions (1, 3, 5), label 0 on one (0), so member 0 gets label 1.
+        let current = [0, 0, gone, 0, gone, 0, gone, gone];
+        let pattern = [0, 1, 0, 1, 0, 1, 0, 1];
+        assert_eq!(best_labelling(&current, &pattern, 0, 2), (3, vec![1, 0]));
     }
 
     #[test]
