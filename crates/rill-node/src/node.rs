@@ -259,6 +259,7 @@ impl Node {
         out.insert("storage_tables".into(), s.tables.into());
         out.insert("storage_l0_tables".into(), s.l0_tables.into());
         out.insert("storage_sealed_memtables".into(), s.sealed_memtables.into());
+        out.insert("storage_l0_tables_max".into(), s.l0_tables_max.into());
         out.insert("storage_compactions_total".into(), s.compactions.into());
         out.insert("storage_compaction_ms_total".into(), s.compaction_ms.into());
         out.insert(

@@ -4,7 +4,10 @@
 //! Every read of an object — a GET's N replica reads and a PUT's read-merge-write at each
 //! replica — would otherwise search the LSM tree's memtables and tables; profiles of both paths
 //! showed that search as the largest single cost. Entries also remember that a key is absent, so
-//! a write to a new key does not search the tree either.
+//! a read of a key that was read before and is not stored does not search the tree either.
+//!
+//! What fills it: reads, and every write with what it stored. A write's own read of the replica
+//! does not fill it on a miss, since the write replaces that entry a moment later.
 //!
 //! What an entry holds: the object's encoding, not the decoded object. Decoding is cheap (about
 //! 0.1 µs for a small object, `cargo bench -p rill-core --bench hot_paths`) next to the tree

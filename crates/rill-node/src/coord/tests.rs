@@ -450,6 +450,36 @@ async fn listing_reports_each_key_and_bucket_once() {
     ));
 }
 
+/// A write caches what it stores; its read of the replica does not fill the cache first, so a
+/// replica write that changes nothing leaves the cache as it was.
+#[tokio::test]
+async fn a_write_that_changes_nothing_does_not_fill_the_cache() {
+    let node = node_with(|c| c.object_cache_bytes = 1 << 20);
+    let k = bkey("b", "k");
+    let stored = put(&node, &k, "v", VClock::new()).await;
+    let full = node.inner.cache.weight();
+    let replica = replicas(&node, &k)[0].clone();
+    // The same bytes again, behind the cache: only its entry for the key is gone.
+    replica.damage(&k, Some(&replica.raw(&k).unwrap()));
+    let emptied = node.inner.cache.weight();
+    assert!(emptied < full, "{emptied} < {full}");
+
+    let opts = rill_core::merge::MergeOptions {
+        allow_mult: true,
+        last_write_wins: false,
+        dvv_enabled: true,
+        datatype: None,
+    };
+    let after = replica
+        .replica_put(&k, &stored, &opts, &Default::default())
+        .unwrap();
+    assert_eq!(*after, stored, "the replica already held it");
+    assert_eq!(node.inner.cache.weight(), emptied);
+    // A read fills it again.
+    replica.get(&k).unwrap();
+    assert_eq!(node.inner.cache.weight(), full);
+}
+
 #[tokio::test]
 async fn the_object_cache_is_optional_and_changes_no_answer() {
     for cache_bytes in [0, 1 << 20] {

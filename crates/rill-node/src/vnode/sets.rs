@@ -81,7 +81,7 @@ fn corrupt(e: impl std::fmt::Display) -> NodeError {
 impl Vnode {
     /// The stored object made whole, with a split set's records.
     pub(super) fn read_whole(&self, skey: &Bytes) -> NodeResult<Whole> {
-        let stored = self.read(skey)?;
+        let stored = self.read_to_write(skey)?;
         match stored {
             Some(head) if is_split(&head) => {
                 let records = self.scan_records(skey)?;
@@ -179,7 +179,7 @@ impl Vnode {
         ctx: Option<&VersionVector>,
         now_us: u64,
     ) -> NodeResult<Staged> {
-        let local = self.read(&lock.skey)?;
+        let local = self.read_to_write(&lock.skey)?;
         let (mut head, legacy) = split::stored_head(local.as_deref()).map_err(corrupt)?;
         let named: Vec<&Bytes> = op.adds.iter().chain(&op.removes).collect();
         let mut touched = self.touched(&lock.skey, legacy.as_ref(), named.iter().copied())?;
@@ -211,7 +211,7 @@ impl Vnode {
             "vnode-replica-put"
         )));
         self.check_not_moved()?;
-        let local = self.read(&lock.skey)?;
+        let local = self.read_to_write(&lock.skey)?;
         let (mut head, legacy) = split::stored_head(local.as_deref()).map_err(corrupt)?;
         let needed = split::needed(&head, &update.delta);
         let mut touched = self.touched(&lock.skey, legacy.as_ref(), needed.iter())?;
