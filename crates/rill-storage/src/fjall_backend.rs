@@ -189,6 +189,15 @@ pub struct FjallBackend {
     staged: JournalTickets,
 }
 
+/// See [`FjallBackend::shape`] (and [`BackendStats`]).
+#[derive(Default)]
+struct Shape {
+    tables: u64,
+    l0_tables: u64,
+    l0_tables_max: u64,
+    sealed_memtables: u64,
+}
+
 /// Which batches of [`Backend::write_batch`] may still be in fjall's userspace journal buffer:
 /// each batch takes a ticket once it is in that buffer, and a flush records the last ticket it
 /// covers (see [`Backend::commit`] for why batches are not flushed one by one).
@@ -247,6 +256,20 @@ impl FjallBackend {
         };
         tracing::info!(path = %path.display(), partitions = ?backend.partitions()?, "opened fjall storage");
         Ok(backend)
+    }
+
+    /// The shape of the partitions' trees. fjall marks these accessors experimental (hidden
+    /// from its docs); they are read-only counters.
+    fn shape(&self) -> Shape {
+        let mut shape = Shape::default();
+        for p in self.partitions.lock().values() {
+            let l0 = p.keyspace.l0_table_count() as u64;
+            shape.tables += p.keyspace.table_count() as u64;
+            shape.l0_tables += l0;
+            shape.l0_tables_max = shape.l0_tables_max.max(l0);
+            shape.sealed_memtables += p.keyspace.sealed_memtable_count() as u64;
+        }
+        shape
     }
 
     /// Writes the journal's buffer to the OS unless a flush since every batch that returned
@@ -363,14 +386,7 @@ impl Backend for FjallBackend {
 
     fn stats(&self) -> BackendStats {
         let commits = self.committer.stats();
-        // fjall marks the tree-shape and compaction accessors experimental (hidden from its
-        // docs); they are read-only counters, summed over the partitions' keyspaces.
-        let (mut tables, mut l0_tables, mut sealed_memtables) = (0, 0, 0);
-        for p in self.partitions.lock().values() {
-            tables += p.keyspace.table_count() as u64;
-            l0_tables += p.keyspace.l0_table_count() as u64;
-            sealed_memtables += p.keyspace.sealed_memtable_count() as u64;
-        }
+        let shape = self.shape();
         BackendStats {
             // fjall marks these two accessors experimental; they are read-only counters.
             write_buffer_bytes: self.db.write_buffer_size(),
@@ -380,9 +396,10 @@ impl Backend for FjallBackend {
             fsyncs: commits.persists,
             journal_batches: self.staged.written.load(Ordering::Relaxed),
             journal_flushes: self.staged.flushes.load(Ordering::Relaxed),
-            tables,
-            l0_tables,
-            sealed_memtables,
+            tables: shape.tables,
+            l0_tables: shape.l0_tables,
+            sealed_memtables: shape.sealed_memtables,
+            l0_tables_max: shape.l0_tables_max,
             compactions: self.db.compactions_completed() as u64,
             compaction_ms: self.db.time_compacting().as_millis() as u64,
         }

@@ -116,6 +116,9 @@ pub struct BackendStats {
     pub tables: u64,
     pub l0_tables: u64,
     pub sealed_memtables: u64,
+    /// Level-0 tables of the partition that has most: fjall slows a partition's writes at 20
+    /// level-0 runs and stops them at 30.
+    pub l0_tables_max: u64,
     /// Compactions finished since start, and the time they took (milliseconds).
     pub compactions: u64,
     pub compaction_ms: u64,

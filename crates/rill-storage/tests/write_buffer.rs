@@ -68,6 +68,13 @@ fn the_budget_bounds_memtables_below_their_own_limit() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // `/stats`: the partition with most level-0 tables has at least their average.
+        let stats = backend.stats();
+        assert!(
+            stats.l0_tables_max <= stats.l0_tables
+                && stats.l0_tables_max * PARTITIONS as u64 >= stats.l0_tables,
+            "{stats:?}"
+        );
         read_back(&backend);
     }
     let backend = FjallBackend::open(dir.path(), config()).expect("reopen");
@@ -165,6 +172,10 @@ fn compaction_keeps_tables_near_their_target_size() {
         last.len()
     );
     assert!(stats.l0_tables < stats.tables, "{stats:?}");
+    assert_eq!(
+        stats.l0_tables_max, stats.l0_tables,
+        "one partition: {stats:?}"
+    );
     assert_eq!(stats.sealed_memtables, 0, "{stats:?}");
     assert!(stats.compactions > 0, "{stats:?}");
 }

@@ -524,6 +524,7 @@ fn preflist_ping_stats_and_resource_map() {
         "storage_tables",
         "storage_l0_tables",
         "storage_sealed_memtables",
+        "storage_l0_tables_max",
         "storage_compactions_total",
         "storage_compaction_ms_total",
     ] {
