@@ -109,7 +109,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use fjall::compaction::Leveled;
-use fjall::config::BlockSizePolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -131,13 +130,6 @@ const MIN_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 const MIN_MEMTABLE_BYTES: u64 = 1024 * 1024;
 /// Smaller compaction output would mean thousands of table files per gigabyte.
 const MIN_TABLE_BYTES: u64 = 1024 * 1024;
-/// Size of a table's data blocks (fjall's default is 4 KiB). Every PUT reads each replica before
-/// it writes, and a key stored in a table costs the load and search of one data block; half the
-/// block is half of that work for a larger index. Measured 2026-12-08 under callgrind (a node
-/// preloaded with 1 M keys, PUTs over them): 98 797 instructions per PUT with 4 KiB blocks,
-/// 92 501 with 2 KiB (-6.4 %), 103 818 with 1 KiB; 1.7 % more on disk (docs/PERFORMANCE.md,
-/// part 8). Tables written before keep their blocks; compaction rewrites them.
-const DATA_BLOCK_BYTES: u32 = 2 * 1024;
 /// Default nice value of fjall's worker threads (module docs).
 const WORKER_NICE: i32 = 19;
 
@@ -478,7 +470,6 @@ impl KeyspaceOptions {
         // the OS (batches are written out by the commit that follows them, module docs).
         KeyspaceCreateOptions::default()
             .max_memtable_size(self.max_memtable_bytes)
-            .data_block_size_policy(BlockSizePolicy::all(DATA_BLOCK_BYTES))
             .compaction_strategy(Arc::new(
                 Leveled::default().with_table_target_size(self.table_target_bytes),
             ))
@@ -680,16 +671,20 @@ impl PartitionStore for FjallPartition {
 mod tests {
     use super::*;
 
-    /// fjall stores a keyspace's options when it creates it: a partition made with fjall's
-    /// defaults (4 KiB data blocks, as every partition before the 2 KiB setting) keeps them when
-    /// this backend opens it, and a new partition gets this backend's.
+    /// fjall stores a keyspace's options when it creates it (module docs): a partition made
+    /// with other options (8 KiB data blocks here) keeps them when this backend opens it, and a
+    /// new partition gets this backend's.
     #[test]
     fn a_partition_keeps_the_options_it_was_created_with() {
+        use fjall::config::BlockSizePolicy;
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let db = Database::builder(dir.path()).open().expect("open");
             let old = db
-                .keyspace(&partition_name(3), KeyspaceCreateOptions::default)
+                .keyspace(&partition_name(3), || {
+                    KeyspaceCreateOptions::default()
+                        .data_block_size_policy(BlockSizePolicy::all(8 * 1024))
+                })
                 .expect("create");
             old.insert("k", "v").expect("write");
         }
@@ -707,8 +702,8 @@ mod tests {
                 .data_block_size_policy
                 .clone()
         };
-        assert_eq!(blocks(3), BlockSizePolicy::all(4 * 1024));
-        assert_eq!(blocks(4), BlockSizePolicy::all(DATA_BLOCK_BYTES));
+        assert_eq!(blocks(3), BlockSizePolicy::all(8 * 1024));
+        assert_eq!(blocks(4), BlockSizePolicy::all(4 * 1024), "fjall's default");
         assert_eq!(
             backend
                 .open_partition(3)
