@@ -567,10 +567,7 @@ impl Vnode {
         if let Some(entry) = self.cache.get(self.partition, skey) {
             return cached_object(&entry);
         }
-        match self.store.get(skey)?.map(codec::decode_bytes).transpose() {
-            Ok(object) => Ok(object.map(Arc::new)),
-            Err(e) => Err(NodeError::Corrupt(e.to_string())),
-        }
+        shared(self.store.get(skey)?.map(codec::decode_bytes).transpose())
     }
 
     fn lock(&self, skey: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
@@ -595,7 +592,14 @@ pub(crate) fn injected(point: &str) -> NodeError {
 /// is cached (a read) or the encoder's own output (a write), so a failure here is a corrupt
 /// entry, reported as corruption like a bad stored object.
 fn cached_object(entry: &Entry) -> NodeResult<Option<Arc<RiakObject>>> {
-    match entry.object() {
+    shared(entry.object())
+}
+
+/// A decoded object, shared; a decoding failure is a corrupt stored object.
+fn shared(
+    decoded: Result<Option<RiakObject>, codec::CodecError>,
+) -> NodeResult<Option<Arc<RiakObject>>> {
+    match decoded {
         Ok(object) => Ok(object.map(Arc::new)),
         Err(e) => Err(NodeError::Corrupt(e.to_string())),
     }
